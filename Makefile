@@ -1,0 +1,42 @@
+# Every target works on a fresh machine with only Python (>= 3.10) and make:
+# it creates .venv when missing and installs the project into it first.
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+
+.PHONY: test test-slow demo lint format clean
+
+$(STAMP): pyproject.toml
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '.[dev]'
+	@touch $(STAMP)
+
+test: $(STAMP)  ## the test suite (slow tests excluded), about 5 minutes on 2 CPU cores
+	$(PY) -m pytest -q
+
+test-slow: $(STAMP)  ## only the tests marked slow
+	$(PY) -m pytest -q -m slow
+
+demo: $(STAMP)  ## the whole job end to end on a small synthetic dataset
+	$(PY) -m mobile_skin.demo --out demo_out
+
+lint: $(STAMP)
+	$(PY) -m ruff check .
+	$(PY) -m ruff format --check .
+
+format: $(STAMP)
+	$(PY) -m ruff format .
+	$(PY) -m ruff check --fix .
+
+clean:
+	rm -rf demo_out .pytest_cache build *.egg-info
+
+.PHONY: android-test android-golden
+
+android-test:  ## the Android app's pure-Kotlin core against Python's goldens (needs kotlinc; ~20 s)
+	android_demo/core/run_tests.sh
+
+android-golden: $(STAMP)  ## regenerate those goldens after a change to the encoding, spec or resize
+	$(PY) -m mobile_skin.android_golden android_demo/core/src/test/resources/golden

@@ -1,0 +1,132 @@
+"""The ``tf.data`` input pipeline and the one image preprocessing every runtime shares.
+
+Preprocessing (the contract in ``model_spec.json``): decode to RGB uint8, resize to S x S with
+bilinear interpolation (antialiased when downscaling), round to integer pixel values, feed as
+float32 in 0..255. Normalisation happens inside the model.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import tensorflow as tf
+
+from mobile_skin.encoding import CLASSES, MetadataEncoding
+from mobile_skin.errors import UserError
+from mobile_skin.spec import IMAGE_INPUT, METADATA_INPUT
+
+AUGMENTATIONS = ("none", "flip", "flip_rotate", "full")
+AUTOTUNE = tf.data.AUTOTUNE
+
+
+def resize_image(image: tf.Tensor, size: int) -> tf.Tensor:
+    """Resize an (H, W, 3) image to (size, size, 3) uint8: bilinear, antialiased, rounded."""
+    resized = tf.image.resize(image, (size, size), method="bilinear", antialias=True)
+    return tf.cast(tf.clip_by_value(tf.round(resized), 0.0, 255.0), tf.uint8)
+
+
+def decode_image(data: tf.Tensor) -> tf.Tensor:
+    """Decode JPEG/PNG/BMP/GIF bytes to (H, W, 3) uint8 RGB (grayscale, RGBA and CMYK converted)."""
+    image = tf.io.decode_image(data, channels=3, dtype=tf.uint8, expand_animations=False)
+    image.set_shape([None, None, 3])
+    return image
+
+
+def load_image(path: str, size: int) -> np.ndarray:
+    """Read one image file as the model's (size, size, 3) float32 input."""
+    try:
+        data = tf.io.read_file(str(path))
+        return resize_image(decode_image(data), size).numpy().astype(np.float32)
+    except (tf.errors.InvalidArgumentError, tf.errors.NotFoundError) as err:
+        raise UserError(f"{path}: not a readable image ({err.message.splitlines()[0]})") from None
+
+
+def augment(image: tf.Tensor, kind: str, seed: tf.Tensor) -> tf.Tensor:
+    """Label-preserving augmentation of one uint8 image (dermoscopy has no 'up')."""
+    if kind == "none":
+        return image
+    seeds = tf.random.experimental.stateless_split(seed, 6)
+    image = tf.image.stateless_random_flip_left_right(image, seeds[0])
+    image = tf.image.stateless_random_flip_up_down(image, seeds[1])
+    if kind in ("flip_rotate", "full"):
+        k = tf.random.stateless_uniform([], seeds[2], 0, 4, dtype=tf.int32)
+        image = tf.image.rot90(image, k)
+    if kind == "full":
+        size = tf.shape(image)[0]
+        scale = tf.random.stateless_uniform([], seeds[3], 0.8, 1.0)
+        crop = tf.cast(tf.cast(size, tf.float32) * scale, tf.int32)
+        image = tf.image.stateless_random_crop(image, tf.stack([crop, crop, 3]), seeds[4])
+        image = resize_image(image, size)
+        x = tf.cast(image, tf.float32)
+        x = tf.image.stateless_random_brightness(x, 20.0, seeds[5])
+        x = tf.image.stateless_random_contrast(x, 0.85, 1.15, seeds[5])
+        image = tf.cast(tf.clip_by_value(tf.round(x), 0.0, 255.0), tf.uint8)
+    return image
+
+
+def make_dataset(
+    frame: pd.DataFrame,
+    image_size: int,
+    batch_size: int,
+    *,
+    encoding: MetadataEncoding | None,
+    training: bool = False,
+    augmentation: str = "none",
+    seed: int = 0,
+    cache: bool = True,
+    labels: bool = True,
+) -> tf.data.Dataset:
+    """Batches of ``({"image", "metadata"}, one_hot_label)`` from a validated data frame.
+
+    Decoding and resizing run in parallel and are cached (uint8, in memory) after the first
+    pass; training adds a reshuffle each epoch and augmentation after the cache.
+
+    Args:
+        frame: rows from :func:`mobile_skin.data.load_ham10000` (``path``, ``label``, metadata).
+        image_size: S.
+        batch_size: batch size.
+        encoding: metadata encoding; None for an image-only model.
+        training: shuffle every epoch and augment.
+        augmentation: one of :data:`AUGMENTATIONS` (used when ``training``).
+        seed: shuffle and augmentation seed.
+        cache: keep decoded, resized images in memory after the first epoch.
+        labels: yield ``(inputs, label)``; otherwise inputs only.
+    """
+    if augmentation not in AUGMENTATIONS:
+        raise UserError(
+            f"unknown augmentation {augmentation!r}; choose from {', '.join(AUGMENTATIONS)}"
+        )
+    features: dict[str, np.ndarray] = {"path": frame["path"].astype(str).to_numpy()}
+    if encoding is not None:
+        features[METADATA_INPUT] = encoding.encode_frame(frame)
+    onehot = np.eye(len(CLASSES), dtype=np.float32)[frame["label"].to_numpy()]
+    ds = tf.data.Dataset.from_tensor_slices((features, onehot))
+
+    def load(x, y):
+        x = dict(x)
+        x[IMAGE_INPUT] = resize_image(decode_image(tf.io.read_file(x.pop("path"))), image_size)
+        return x, y
+
+    ds = ds.map(load, num_parallel_calls=AUTOTUNE, deterministic=True)
+    if cache:
+        ds = ds.cache()
+    if training:
+        ds = ds.shuffle(min(len(frame), 10_000), seed=seed, reshuffle_each_iteration=True)
+        if augmentation != "none":
+            seeds = tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True).batch(2)
+            ds = tf.data.Dataset.zip((ds, seeds)).map(
+                lambda xy, s: (
+                    {**xy[0], IMAGE_INPUT: augment(xy[0][IMAGE_INPUT], augmentation, s)},
+                    xy[1],
+                ),
+                num_parallel_calls=AUTOTUNE,
+            )
+    ds = ds.batch(batch_size, drop_remainder=False)
+    ds = ds.map(_to_float, num_parallel_calls=AUTOTUNE)
+    if not labels:
+        ds = ds.map(lambda x, y: x)
+    return ds.prefetch(AUTOTUNE)
+
+
+def _to_float(x, y):
+    return {**x, IMAGE_INPUT: tf.cast(x[IMAGE_INPUT], tf.float32)}, y

@@ -1,0 +1,115 @@
+"""``model_spec.json``: everything a runtime needs to feed a model and read its answer.
+
+Written beside every model (training run, every export). Runtimes and the Android app read the
+classes, input names, shapes, dtypes, image size and metadata encoding from it.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from mobile_skin.encoding import CLASS_NAMES, CLASSES, MetadataEncoding
+from mobile_skin.errors import UserError
+from mobile_skin.fileio import write_json, write_text
+
+SPEC_FILE = "model_spec.json"
+LABELS_FILE = "labels.txt"
+FORMAT_VERSION = 1
+
+IMAGE_INPUT = "image"
+METADATA_INPUT = "metadata"
+OUTPUT = "probs"
+
+
+@dataclass
+class ModelSpec:
+    """The contract of one model file.
+
+    Attributes:
+        image_size: S; the image input is float32 (B, S, S, 3), raw RGB in 0..255.
+        encoding: the metadata encoding, or None for a model without the metadata input.
+        classes: output order of ``probs``.
+        backbone: registry name of the backbone.
+        source_run: the training run the weights come from.
+        model_file: file name of the model this spec describes.
+        quantization: export details (mode, per-tensor scales), filled by the exporter.
+    """
+
+    image_size: int
+    encoding: MetadataEncoding | None
+    classes: tuple[str, ...] = CLASSES
+    backbone: str = "mobilenet_v3_large_240"
+    source_run: str = ""
+    model_file: str = ""
+    quantization: dict = field(default_factory=dict)
+
+    @property
+    def input_names(self) -> list[str]:
+        """Names of the model inputs, in no particular order of meaning."""
+        return [IMAGE_INPUT] + ([METADATA_INPUT] if self.encoding else [])
+
+    def to_dict(self) -> dict:
+        """The JSON document."""
+        inputs = {
+            IMAGE_INPUT: {
+                "shape": [-1, self.image_size, self.image_size, 3],
+                "dtype": "float32",
+                "layout": "NHWC",
+                "color": "RGB",
+                "range": [0.0, 255.0],
+                "resize": "bilinear, antialiased when downscaling (tf.image.resize antialias=True)",
+            }
+        }
+        if self.encoding:
+            inputs[METADATA_INPUT] = {
+                "shape": [-1, self.encoding.size],
+                "dtype": "float32",
+                "encoding": self.encoding.to_dict(),
+            }
+        return {
+            "format_version": FORMAT_VERSION,
+            "model_file": self.model_file,
+            "backbone": self.backbone,
+            "source_run": self.source_run,
+            "classes": list(self.classes),
+            "class_names": {c: CLASS_NAMES.get(c, c) for c in self.classes},
+            "image_size": self.image_size,
+            "inputs": inputs,
+            "outputs": {OUTPUT: {"shape": [-1, len(self.classes)], "dtype": "float32"}},
+            "quantization": self.quantization,
+        }
+
+    @classmethod
+    def from_dict(cls, d: dict) -> ModelSpec:
+        """Inverse of :meth:`to_dict`."""
+        meta = d["inputs"].get(METADATA_INPUT)
+        return cls(
+            image_size=int(d["image_size"]),
+            encoding=MetadataEncoding.from_dict(meta["encoding"]) if meta else None,
+            classes=tuple(d["classes"]),
+            backbone=d.get("backbone", ""),
+            source_run=d.get("source_run", ""),
+            model_file=d.get("model_file", ""),
+            quantization=d.get("quantization", {}),
+        )
+
+    def save(self, directory: str | Path) -> Path:
+        """Write ``model_spec.json`` and ``labels.txt`` into ``directory`` (atomically)."""
+        directory = Path(directory)
+        write_text(directory / LABELS_FILE, "\n".join(self.classes) + "\n")
+        return write_json(directory / SPEC_FILE, self.to_dict())
+
+    @classmethod
+    def load(cls, path: str | Path) -> ModelSpec:
+        """Read a spec from a file or from the directory holding ``model_spec.json``."""
+        path = Path(path)
+        if path.is_dir():
+            path = path / SPEC_FILE
+        if not path.is_file():
+            raise UserError(f"{path}: model spec not found")
+        try:
+            return cls.from_dict(json.loads(path.read_text()))
+        except (json.JSONDecodeError, KeyError, TypeError, ValueError) as err:
+            raise UserError(f"{path}: not a valid model spec ({err})") from None

@@ -1,0 +1,47 @@
+"""Shared fixtures: a tiny synthetic HAM10000-shaped dataset and one tiny trained run."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+import mobile_skin  # noqa: F401  (sets TF_USE_LEGACY_KERAS before TensorFlow loads)
+from mobile_skin.run import RunPaths
+from mobile_skin.synthetic import write_synthetic_dataset
+
+
+@pytest.fixture(scope="session")
+def synthetic_root(tmp_path_factory) -> Path:
+    """A synthetic dataset (about 230 images of 120 lesions, 80x60 JPEGs) in a temp dir."""
+    root = tmp_path_factory.mktemp("synthetic")
+    write_synthetic_dataset(root, lesions=120, seed=0)
+    return root
+
+
+@pytest.fixture(scope="session")
+def smoke_run(tmp_path_factory, synthetic_root) -> RunPaths:
+    """A finished smoke-preset run (64 px, a few epochs) on the synthetic data, with its report."""
+    from mobile_skin import train
+
+    out = tmp_path_factory.mktemp("runs") / "smoke"
+    train.main(
+        ["--data", str(synthetic_root), "--preset", "smoke", "--weights", "none", "--out", str(out)]
+    )
+    return RunPaths(out)
+
+
+@pytest.fixture(scope="session")
+def exported(smoke_run):
+    """The smoke run exported to every format but QAT (once per session, one model load).
+
+    Usage: ``row = exported("tflite_int8")`` (a ParityRow); the file is in
+    ``smoke_run.export("tflite_int8")``.
+    """
+    from mobile_skin.export import FORMATS, export_formats
+
+    formats = [f for f in FORMATS if f != "tflite_int8_qat"]
+    rows = export_formats(
+        smoke_run.root, formats, calibration_samples=35, latency_runs=1, log=lambda _m: None
+    )
+    return dict(zip(formats, rows, strict=True)).__getitem__

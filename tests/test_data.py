@@ -1,0 +1,135 @@
+"""The HAM10000 loader on synthetic data: layouts, formats, and every error message."""
+
+import shutil
+
+import numpy as np
+import pandas as pd
+import pytest
+from PIL import Image
+
+from mobile_skin.data import CSV_NAME, load_ham10000
+from mobile_skin.encoding import CLASSES
+from mobile_skin.errors import UserError
+from mobile_skin.pipeline import load_image, make_dataset, resize_image
+from mobile_skin.synthetic import write_synthetic_dataset
+
+
+@pytest.fixture()
+def root(tmp_path):
+    write_synthetic_dataset(tmp_path, lesions=30, seed=1, missing_ages=3)
+    return tmp_path
+
+
+def quiet(_msg):
+    pass
+
+
+def test_reads_official_layout_and_drops_missing_age(root):
+    messages = []
+    frame = load_ham10000(root, log=messages.append)
+    raw = pd.read_csv(root / CSV_NAME)
+    assert len(frame) == len(raw) - 3
+    assert any("dropped 3 rows without an age" in m for m in messages)
+    assert {p.split("/")[-2] for p in frame["path"]} == {
+        "HAM10000_images_part_1",
+        "HAM10000_images_part_2",
+    }
+    assert (frame["label"] == frame["dx"].map(CLASSES.index)).all()
+    kept = load_ham10000(root, drop_missing_age=False, log=quiet)
+    assert len(kept) == len(raw)
+
+
+def test_single_folder_png_and_odd_colour_modes(root):
+    frame = load_ham10000(root, drop_missing_age=False, log=quiet)
+    flat = root / "flat"
+    flat.mkdir()
+    modes = ["L", "RGBA", "CMYK", "P"]
+    for i, (_, row) in enumerate(frame.iterrows()):
+        img = Image.open(row["path"]).convert(modes[i % 4] if i < 8 else "RGB")
+        if img.mode == "CMYK":
+            img.save(flat / f"{row['image_id']}.jpg")
+        else:
+            img.save(flat / f"{row['image_id']}.png")
+    for part in root.glob("HAM10000_images_part_*"):
+        shutil.rmtree(part)
+    again = load_ham10000(root, drop_missing_age=False, log=quiet)
+    assert len(again) == len(frame)
+    ds = make_dataset(again.head(8), 32, 8, encoding=None)
+    x, _ = next(iter(ds))
+    assert x["image"].shape == (8, 32, 32, 3)
+
+
+def test_csv_given_by_flag(root, tmp_path_factory):
+    other = tmp_path_factory.mktemp("elsewhere") / "meta.csv"
+    shutil.move(root / CSV_NAME, other)
+    with pytest.raises(UserError, match="metadata CSV not found"):
+        load_ham10000(root, log=quiet)
+    assert len(load_ham10000(root, csv=other, log=quiet)) > 0
+
+
+def test_missing_columns(root):
+    raw = pd.read_csv(root / CSV_NAME).drop(columns=["dx", "sex"])
+    raw.to_csv(root / CSV_NAME, index=False)
+    with pytest.raises(UserError, match=r"missing column\(s\) dx, sex"):
+        load_ham10000(root, log=quiet)
+
+
+def test_unknown_dx_names_lines(root):
+    raw = pd.read_csv(root / CSV_NAME)
+    raw.loc[[3, 5], "dx"] = "melanoma"
+    raw.to_csv(root / CSV_NAME, index=False)
+    with pytest.raises(UserError, match=r"unknown dx code\(s\) melanoma on line\(s\) 5, 7"):
+        load_ham10000(root, log=quiet)
+
+
+def test_missing_images_counted_and_skippable(root):
+    frame = load_ham10000(root, log=quiet)
+    for path in frame["path"].iloc[:3]:
+        (root / path).unlink()
+    first = frame["image_id"].iloc[0]
+    with pytest.raises(UserError, match=rf"3 of {len(frame) + 3} images .* are missing .*{first}"):
+        load_ham10000(root, log=quiet)
+    messages = []
+    kept = load_ham10000(root, skip_bad_images=True, log=messages.append)
+    assert len(kept) == len(frame) - 3
+    assert any("warning: 3 of" in m for m in messages)
+
+
+def test_truncated_and_non_image_files_named(root):
+    frame = load_ham10000(root, log=quiet)
+    truncated = frame["path"].iloc[0]
+    data = open(truncated, "rb").read()
+    open(truncated, "wb").write(data[: len(data) // 2])
+    with pytest.raises(UserError, match=rf"{truncated}: unreadable image"):
+        load_ham10000(root, log=quiet)
+    open(frame["path"].iloc[1], "wb").write(b"this is not a picture")
+    with pytest.raises(UserError, match="2 unreadable image files"):
+        load_ham10000(root, log=quiet)
+    assert len(load_ham10000(root, skip_bad_images=True, log=quiet)) == len(frame) - 2
+
+
+def test_load_image_any_size(tmp_path):
+    big = (np.random.default_rng(0).random((450, 600, 3)) * 255).astype(np.uint8)
+    Image.fromarray(big).save(tmp_path / "photo.jpg")
+    x = load_image(tmp_path / "photo.jpg", 64)
+    assert x.shape == (64, 64, 3) and x.dtype == np.float32 and 0 <= x.min() and x.max() <= 255
+    (tmp_path / "text.jpg").write_text("hello")
+    with pytest.raises(UserError, match="text.jpg: not a readable image"):
+        load_image(tmp_path / "text.jpg", 64)
+
+
+def test_resize_is_rounded_and_antialiased():
+    stripes = np.zeros((64, 64, 3), np.uint8)
+    stripes[:, ::2] = 255  # one-pixel stripes average to grey when shrunk with antialiasing
+    small = resize_image(stripes, 16).numpy()
+    assert small.dtype == np.uint8
+    assert np.all(np.abs(small[:, 1:-1].astype(int) - 128) <= 1)  # edges renormalise the filter
+
+
+def test_augmentation_keeps_shape_and_differs_by_epoch(root):
+    frame = load_ham10000(root, log=quiet).head(6)
+    ds = make_dataset(frame, 32, 6, encoding=None, training=True, augmentation="full", seed=3)
+    a = next(iter(ds))[0]["image"].numpy()
+    b = next(iter(ds))[0]["image"].numpy()
+    assert a.shape == b.shape == (6, 32, 32, 3)
+    assert not np.array_equal(np.sort(a.ravel()), np.sort(b.ravel()))
