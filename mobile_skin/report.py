@@ -1,0 +1,239 @@
+"""The test report of a run: ``report.md`` and its figures.
+
+Figures (PNG, in ``figures/``): confusion matrix, one-vs-rest ROC curves, training curves, and
+a grid of test images with their Soft-Attention maps overlaid.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+import tensorflow as tf  # noqa: E402
+from sklearn.metrics import roc_curve  # noqa: E402
+
+from mobile_skin import paper  # noqa: E402
+from mobile_skin.config import RunConfig  # noqa: E402
+from mobile_skin.encoding import CLASS_NAMES  # noqa: E402
+from mobile_skin.fileio import atomic_path, write_text  # noqa: E402
+from mobile_skin.model import attention_model  # noqa: E402
+from mobile_skin.pipeline import make_dataset  # noqa: E402
+from mobile_skin.run import RunPaths  # noqa: E402
+from mobile_skin.spec import ModelSpec  # noqa: E402
+
+HEADLINE = [  # (metrics key, label)
+    ("accuracy", "accuracy (top-1)"),
+    ("balanced_accuracy", "balanced accuracy (mean recall, ISIC)"),
+    ("macro_precision", "macro precision"),
+    ("macro_sensitivity", "macro sensitivity (recall)"),
+    ("macro_specificity", "macro specificity"),
+    ("macro_f1", "macro F1"),
+    ("macro_auc", "macro ROC AUC (one-vs-rest)"),
+    ("mean_ovr_accuracy", "mean one-vs-rest accuracy (paper Table 7 'accuracy')"),
+    ("mean_sens_spec", "mean (sens+spec)/2 (paper Table 7 'balanced accuracy')"),
+]
+
+
+def _save(fig, path: Path) -> None:
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=110, bbox_inches="tight")
+    plt.close(fig)
+
+
+def plot_confusion(cm: np.ndarray, classes, path: Path) -> None:
+    """Counts, coloured by row-normalised recall."""
+    cm = np.asarray(cm)
+    norm = cm / np.maximum(cm.sum(axis=1, keepdims=True), 1)
+    fig, ax = plt.subplots(figsize=(6, 5))
+    im = ax.imshow(norm, cmap="Blues", vmin=0, vmax=1)
+    for i in range(len(classes)):
+        for j in range(len(classes)):
+            ax.text(
+                j,
+                i,
+                str(cm[i, j]),
+                ha="center",
+                va="center",
+                color="white" if norm[i, j] > 0.5 else "black",
+                fontsize=8,
+            )
+    ax.set(
+        xticks=range(len(classes)),
+        yticks=range(len(classes)),
+        xticklabels=classes,
+        yticklabels=classes,
+        xlabel="predicted",
+        ylabel="true",
+        title="Confusion matrix (colour: row recall)",
+    )
+    fig.colorbar(im, ax=ax, fraction=0.046)
+    _save(fig, path)
+
+
+def plot_roc(labels: np.ndarray, probs: np.ndarray, classes, aucs, path: Path) -> None:
+    """One-vs-rest ROC curve per class."""
+    fig, ax = plt.subplots(figsize=(6, 5))
+    for c, name in enumerate(classes):
+        positive = labels == c
+        if 0 < positive.sum() < len(labels):
+            fpr, tpr, _ = roc_curve(positive, probs[:, c])
+            ax.plot(fpr, tpr, label=f"{name} (AUC {aucs[c]:.3f})")
+    ax.plot([0, 1], [0, 1], "k:", lw=0.8)
+    ax.set(xlabel="false positive rate", ylabel="true positive rate", title="ROC, one vs rest")
+    ax.legend(fontsize=8, loc="lower right")
+    _save(fig, path)
+
+
+def plot_history(history: pd.DataFrame, path: Path) -> None:
+    """Loss, accuracy, balanced accuracy and learning rate per epoch."""
+    fig, axes = plt.subplots(1, 3, figsize=(13, 3.6))
+    e = history["epoch"]
+    axes[0].plot(e, history["loss"], label="train")
+    axes[0].plot(e, history["val_loss"], label="val")
+    axes[0].set(title="loss (class-weighted CE)", xlabel="epoch")
+    axes[1].plot(e, history["accuracy"], label="train accuracy")
+    axes[1].plot(e, history["val_accuracy"], label="val accuracy")
+    axes[1].plot(e, history["val_balanced_accuracy"], label="val balanced accuracy")
+    axes[1].set(title="accuracy", xlabel="epoch", ylim=(0, 1))
+    axes[2].semilogy(e, history["lr"])
+    axes[2].set(title="learning rate", xlabel="epoch")
+    for ax in axes[:2]:
+        ax.legend(fontsize=8)
+    _save(fig, path)
+
+
+def plot_attention(
+    model, rows: pd.DataFrame, spec: ModelSpec, probs: np.ndarray, path: Path, per_class: int = 2
+) -> None:
+    """Test images (up to ``per_class`` per class) with the Soft-Attention map alpha overlaid."""
+    picks = rows.assign(_pos=np.arange(len(rows))).groupby("dx", sort=False).head(per_class)
+    picks = picks.sort_values("label")
+    ds = make_dataset(picks, spec.image_size, 16, encoding=spec.encoding, labels=False, cache=False)
+    images, alphas = [], []
+    attn = attention_model(model)
+    for batch in ds:
+        _, alpha = attn(batch, training=False)
+        images.append(batch["image"].numpy())
+        alphas.append(tf.image.resize(alpha, (spec.image_size, spec.image_size)).numpy())
+    images, alphas = np.concatenate(images), np.concatenate(alphas)
+    cols = min(len(picks), 7)
+    nrows = int(np.ceil(len(picks) / cols))
+    fig, axes = plt.subplots(nrows, cols, figsize=(2.1 * cols, 2.4 * nrows), squeeze=False)
+    for ax in axes.flat:
+        ax.axis("off")
+    for k, (ax, (_, row)) in enumerate(zip(axes.flat, picks.iterrows(), strict=False)):
+        p = probs[row["_pos"]]
+        ax.imshow(images[k].astype(np.uint8))
+        ax.imshow(alphas[k, ..., 0], cmap="jet", alpha=0.4)
+        pred = spec.classes[int(p.argmax())]
+        ax.set_title(
+            f"{row['dx']} -> {pred} {p.max():.2f}",
+            fontsize=8,
+            color="green" if pred == row["dx"] else "red",
+        )
+    fig.suptitle("Soft-Attention map alpha (true -> predicted, probability)", fontsize=9)
+    _save(fig, path)
+
+
+def _fmt(value) -> str:
+    return (
+        "n/a" if value is None or (isinstance(value, float) and np.isnan(value)) else f"{value:.3f}"
+    )
+
+
+def render_markdown(
+    paths: RunPaths,
+    cfg: RunConfig,
+    metrics: dict,
+    figures: list[tuple[str, str]],
+    history: pd.DataFrame | None,
+) -> str:
+    """The report text."""
+    m, base = metrics, metrics["baseline_majority"]
+    lines = [f"# Test report: `{paths.root.name}`", ""]
+    lines += [
+        f"- command: `{cfg.command or 'n/a'}`",
+        f"- machine: {m['machine']['cpu']}, {m['machine']['cores']} cores; "
+        f"TensorFlow {m['machine']['tensorflow']}",
+        f"- model: {cfg.model.backbone} (cut {cfg.model.cut}), {cfg.data.image_size} px, "
+        f"weights {cfg.model.weights}, "
+        f"metadata {'yes' if cfg.model.use_metadata else 'no'}, "
+        f"class weights {'yes' if cfg.train.class_weights else 'no'}",
+        f"- split: {cfg.data.split}; evaluated on {m['n']} {m['split']} images",
+    ]
+    if history is not None and len(history):
+        best = history.loc[
+            history[cfg.train.monitor].idxmax()
+            if "loss" not in cfg.train.monitor
+            else history[cfg.train.monitor].idxmin()
+        ]
+        lines.append(
+            f"- training: {len(history)} epochs, {history['seconds'].sum() / 60:.1f} min; "
+            f"best {cfg.train.monitor} {best[cfg.train.monitor]:.3f} at epoch {int(best['epoch'])}"
+        )
+    lines += [f"- note: {n}" for n in cfg.notes]
+    lines += [
+        "",
+        "## Headline metrics",
+        "",
+        f"| metric | this run | paper Table 9 | always {base['class']} |",
+        "| --- | --- | --- | --- |",
+    ]
+    for key, label in HEADLINE:
+        lines.append(
+            f"| {label} | {_fmt(m.get(key))} | {_fmt(paper.TABLE9.get(key))} "
+            f"| {_fmt(base.get(key))} |"
+        )
+    lines += [
+        "",
+        "The paper's numbers come from an image-level split (lesions leak between train and test) "
+        "with ImageNet weights; see the run's config for this run's split and weights.",
+        "",
+        "## Per class",
+        "",
+        "| class | support | precision | sensitivity | specificity | F1 "
+        "| paper F1 (Table 5) | AUC |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- |",
+    ]
+    for row in m["per_class"]:
+        c = row["class"]
+        lines.append(
+            f"| {CLASS_NAMES.get(c, c)} ({c}) | {row['support']} | {_fmt(row['precision'])} | "
+            f"{_fmt(row['sensitivity'])} | {_fmt(row['specificity'])} | {_fmt(row['f1'])} | "
+            f"{_fmt(paper.TABLE5_F1.get(c))} | {_fmt(row['auc'])} |"
+        )
+    lines += ["", "## Figures", ""] + [f"![{title}]({rel})" for title, rel in figures] + [""]
+    return "\n".join(lines)
+
+
+def write_report(
+    paths: RunPaths,
+    cfg: RunConfig,
+    spec: ModelSpec,
+    metrics: dict,
+    rows: pd.DataFrame,
+    probs: np.ndarray,
+    model,
+) -> Path:
+    """Draw the figures and write ``report.md``."""
+    labels = rows["label"].to_numpy()
+    aucs = [row["auc"] if row["auc"] is not None else np.nan for row in metrics["per_class"]]
+    figures = []
+    plot_confusion(
+        np.array(metrics["confusion"]), spec.classes, paths.figures / "confusion_matrix.png"
+    )
+    figures.append(("confusion matrix", "figures/confusion_matrix.png"))
+    plot_roc(labels, probs, spec.classes, aucs, paths.figures / "roc_curves.png")
+    figures.append(("ROC curves", "figures/roc_curves.png"))
+    history = pd.read_csv(paths.history) if paths.history.is_file() else None
+    if history is not None and len(history):
+        plot_history(history, paths.figures / "training_curves.png")
+        figures.append(("training curves", "figures/training_curves.png"))
+    plot_attention(model, rows, spec, probs, paths.figures / "attention_maps.png")
+    figures.append(("attention maps", "figures/attention_maps.png"))
+    return write_text(paths.report, render_markdown(paths, cfg, metrics, figures, history))

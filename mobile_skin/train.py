@@ -1,0 +1,394 @@
+"""``python -m mobile_skin.train``: train a classifier on HAM10000 with the paper's recipe.
+
+The recipe (defaults): Adam (lr 1e-3, epsilon 0.1), class-weighted cross-entropy,
+ReduceLROnPlateau (factor 0.2, min lr 1e-7) and EarlyStopping (patience 25) on validation
+accuracy, batch 32; the best epoch's model is kept and evaluated on the test split at the end.
+See :mod:`mobile_skin.run` for what the run directory holds.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import shlex
+import shutil
+import sys
+import time
+from dataclasses import replace
+from pathlib import Path
+
+import tf_keras
+
+import mobile_skin  # noqa: F401  (sets TF_USE_LEGACY_KERAS before TensorFlow loads)
+from mobile_skin import accel
+from mobile_skin.callbacks import BestModel, ResumeState, ValidationMetrics
+from mobile_skin.config import RunConfig, preset
+from mobile_skin.data import load_ham10000
+from mobile_skin.encoding import CLASSES, MetadataEncoding
+from mobile_skin.errors import UserError, cli
+from mobile_skin.losses import WeightedCategoricalCrossentropy, class_weights
+from mobile_skin.model import build_model
+from mobile_skin.pipeline import make_dataset
+from mobile_skin.run import RUNS_DIR, RunPaths, default_run_name, point_latest
+from mobile_skin.spec import ModelSpec
+from mobile_skin.splits import load_split, make_split, save_split, split_table, subset
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    """The command line; every field flag defaults to None (= keep the preset's value)."""
+    p = argparse.ArgumentParser(
+        prog="python -m mobile_skin.train", description=__doc__.splitlines()[0]
+    )
+    p.add_argument(
+        "--data", help="data root: metadata CSV + images anywhere below (required unless --resume)"
+    )
+    p.add_argument("--csv", help="metadata CSV (default: DATA/HAM10000_metadata.csv)")
+    p.add_argument(
+        "--preset", default="default", help="default | smoke (tiny, a few minutes on CPU)"
+    )
+    p.add_argument(
+        "--backbone", help="mobilenet_v3_large_240 (default) | densenet201 | inception_resnet_v2"
+    )
+    p.add_argument("--cut", type=int, help="MobileNetV3Large keeps layers[:CUT] (default 240)")
+    p.add_argument("--image-size", type=int, help="input side in pixels (default 224)")
+    p.add_argument(
+        "--weights",
+        help="imagenet (default; downloads) | none | PATH to a .keras/.h5 of this model",
+    )
+    p.add_argument("--epochs", type=int, help="maximum epochs (default 100)")
+    p.add_argument("--batch-size", type=int, help="global batch size (default 32)")
+    p.add_argument("--learning-rate", type=float, help="Adam learning rate (default 1e-3)")
+    p.add_argument("--adam-epsilon", type=float, help="Adam epsilon (default 0.1, the paper's)")
+    p.add_argument(
+        "--monitor", help="val_accuracy (default, paper) | val_balanced_accuracy | val_loss"
+    )
+    p.add_argument("--patience", type=int, help="EarlyStopping patience in epochs (default 25)")
+    p.add_argument("--lr-schedule", help="plateau (default, ReduceLROnPlateau) | cosine")
+    p.add_argument("--augment", help="none | flip | flip_rotate (default) | full")
+    p.add_argument(
+        "--bn-momentum",
+        type=float,
+        help="backbone BatchNorm momentum (default: 0.99 with --weights none)",
+    )
+    p.add_argument("--no-metadata", action="store_true", help="image only, no age/sex/site branch")
+    p.add_argument(
+        "--no-class-weights", action="store_true", help="plain (unweighted) cross-entropy"
+    )
+    p.add_argument(
+        "--split", help="grouped (default: by lesion_id) | paper (image-level 90/10; leaks)"
+    )
+    p.add_argument("--seed", type=int, help="split, shuffle and augmentation seed (default 42)")
+    p.add_argument("--max-images", type=int, help="use at most this many images (quick trials)")
+    p.add_argument("--steps-per-epoch", type=int, help="cap training steps per epoch")
+    p.add_argument(
+        "--skip-bad-images",
+        action="store_true",
+        help="drop missing/unreadable images with a warning",
+    )
+    p.add_argument(
+        "--keep-missing-age", action="store_true", help="keep rows without age (encoded as unknown)"
+    )
+    p.add_argument(
+        "--mixed-precision", action="store_true", help="float16 compute, float32 softmax output"
+    )
+    p.add_argument("--xla", action="store_true", help="jit-compile the training step")
+    p.add_argument(
+        "--strategy", help="auto (default) | mirrored (all local GPUs via tf.distribute)"
+    )
+    p.add_argument("--out", help="run directory (default: runs/<backbone>_<time>)")
+    p.add_argument(
+        "--resume", action="store_true", help="continue the run in --out (default runs/latest)"
+    )
+    p.add_argument("--force", action="store_true", help="overwrite an existing --out")
+    p.add_argument("--no-eval", action="store_true", help="skip the test-split report at the end")
+    return p.parse_args(argv)
+
+
+_FIELDS = {  # flag -> (section, field)
+    "backbone": ("model", "backbone"), "cut": ("model", "cut"), "weights": ("model", "weights"),
+    "bn_momentum": ("model", "bn_momentum"), "image_size": ("data", "image_size"),
+    "augment": ("data", "augment"), "split": ("data", "split"), "seed": ("data", "seed"),
+    "csv": ("data", "csv"), "max_images": ("data", "max_images"), "epochs": ("train", "epochs"),
+    "batch_size": ("train", "batch_size"), "learning_rate": ("train", "learning_rate"),
+    "adam_epsilon": ("train", "adam_epsilon"), "monitor": ("train", "monitor"),
+    "patience": ("train", "patience"), "lr_schedule": ("train", "lr_schedule"),
+    "steps_per_epoch": ("train", "steps_per_epoch"), "strategy": ("train", "strategy"),
+}  # fmt: skip
+
+
+def resolve_config(args: argparse.Namespace) -> RunConfig:
+    """Preset + flags -> config; what was decided automatically goes into ``cfg.notes``."""
+    cfg = preset(args.preset)
+    for flag, (section, name) in _FIELDS.items():
+        value = getattr(args, flag)
+        if value is not None:
+            setattr(getattr(cfg, section), name, value)
+    if args.data:
+        cfg.data.data_dir = str(Path(args.data))
+    cfg.model.use_metadata = not args.no_metadata
+    cfg.train.class_weights = not args.no_class_weights
+    cfg.data.skip_bad_images = args.skip_bad_images
+    cfg.data.drop_missing_age = not args.keep_missing_age
+    cfg.train.mixed_precision = args.mixed_precision
+    cfg.train.xla = args.xla
+    if cfg.model.weights == "none" and cfg.model.bn_momentum is None:
+        cfg.model.bn_momentum = 0.99
+        cfg.notes.append(
+            "training from scratch: backbone BatchNorm momentum lowered to 0.99 (DESIGN.md)"
+        )
+    _validate(cfg)
+    return cfg
+
+
+def _validate(cfg: RunConfig) -> None:
+    if not cfg.data.data_dir:
+        raise UserError(
+            "--data is required (the folder holding HAM10000_metadata.csv and the images)"
+        )
+    checks = [
+        (cfg.train.epochs >= 1, "--epochs must be at least 1"),
+        (cfg.train.batch_size >= 1, "--batch-size must be at least 1"),
+        (cfg.train.monitor in ("val_accuracy", "val_balanced_accuracy", "val_loss",
+                               "val_macro_auc"),
+         f"unknown --monitor {cfg.train.monitor!r}"),
+        (cfg.train.lr_schedule in ("plateau", "cosine"),
+         f"unknown --lr-schedule {cfg.train.lr_schedule!r}"),
+        (cfg.train.strategy in accel.STRATEGIES,
+         f"unknown --strategy {cfg.train.strategy!r}; choose from auto, mirrored"),
+    ]  # fmt: skip
+    for ok, message in checks:
+        if not ok:
+            raise UserError(message)
+
+
+def prepare_run_dir(out: str | None, cfg: RunConfig, *, resume: bool, force: bool) -> RunPaths:
+    """Create (or, with resume, reopen) the run directory; never overwrite silently."""
+    root = Path(out) if out else RUNS_DIR / default_run_name(cfg.model.backbone)
+    paths = RunPaths(root)
+    if resume:
+        if not paths.config.is_file():
+            raise UserError(f"{root}: nothing to resume (no config.json)")
+        return paths
+    if root.exists() and any(root.iterdir()):
+        if not force:
+            raise UserError(
+                f"{root}: run directory exists; "
+                "pass --resume to continue it or --force to overwrite"
+            )
+        shutil.rmtree(root)
+    root.mkdir(parents=True, exist_ok=True)
+    return paths
+
+
+def _lr_callback(cfg: RunConfig, mode: str) -> tf_keras.callbacks.Callback:
+    t = cfg.train
+    if t.lr_schedule == "cosine":
+
+        def cosine(epoch, _lr):
+            return t.min_lr + 0.5 * (t.learning_rate - t.min_lr) * (
+                1 + math.cos(math.pi * epoch / t.epochs)
+            )
+
+        return tf_keras.callbacks.LearningRateScheduler(cosine)
+    return tf_keras.callbacks.ReduceLROnPlateau(
+        monitor=t.monitor,
+        mode=mode,
+        factor=t.lr_factor,
+        patience=t.lr_patience,
+        min_lr=t.min_lr,
+        verbose=1,
+    )
+
+
+def train(
+    cfg: RunConfig,
+    paths: RunPaths,
+    *,
+    resume: bool = False,
+    evaluate: bool = True,
+    extra_callbacks: list | None = None,
+    log=print,
+) -> dict:
+    """Train (or continue) the run in ``paths``; return test metrics ({} without evaluate)."""
+    log(f"devices: {accel.describe_devices()}")
+    frame = load_ham10000(
+        cfg.data.data_dir,
+        cfg.data.csv,
+        skip_bad_images=cfg.data.skip_bad_images,
+        drop_missing_age=cfg.data.drop_missing_age,
+        log=log,
+    )
+    if resume:
+        frame, split = load_split(paths.split, frame)
+        log(f"resuming {paths.root} with its saved split")
+    else:
+        if cfg.data.max_images and cfg.data.max_images < len(frame):
+            frame = frame.sample(n=cfg.data.max_images, random_state=cfg.data.seed).sort_index()
+        split = make_split(
+            frame,
+            cfg.data.split,
+            val_fraction=cfg.data.val_fraction,
+            test_fraction=cfg.data.test_fraction,
+            seed=cfg.data.seed,
+        )
+        save_split(paths.split, frame, split)
+    log("images per class and split:\n" + split_table(frame, split).to_string())
+    train_rows, val_rows = subset(frame, split, "train"), subset(frame, split, "val")
+
+    encoding = MetadataEncoding.fit(train_rows["age"]) if cfg.model.use_metadata else None
+    spec = ModelSpec(
+        image_size=cfg.data.image_size,
+        encoding=encoding,
+        backbone=cfg.model.backbone,
+        source_run=str(paths.root),
+        model_file=paths.best_model.name,
+    )
+    if not resume:
+        cfg.save(paths.config)
+        spec.save(paths.root)
+    weights = class_weights(train_rows["label"], len(CLASSES)) if cfg.train.class_weights else None
+    if weights is not None:
+        log(
+            "class weights: "
+            + ", ".join(f"{c} {w:.2f}" for c, w in zip(CLASSES, weights, strict=True))
+        )
+
+    size, batch = cfg.data.image_size, cfg.train.batch_size
+    train_ds = make_dataset(
+        train_rows,
+        size,
+        batch,
+        encoding=encoding,
+        training=True,
+        augmentation=cfg.data.augment,
+        seed=cfg.data.seed,
+    )
+    val_ds = make_dataset(val_rows, size, batch, encoding=encoding)
+    if cfg.train.steps_per_epoch:
+        train_ds = train_ds.repeat()
+    steps = cfg.train.steps_per_epoch or math.ceil(len(train_rows) / batch)
+
+    strategy = accel.make_strategy(cfg.train.strategy)
+    log(
+        f"strategy: {type(strategy).__name__} with {strategy.num_replicas_in_sync} replica(s); "
+        f"mixed precision {'on' if cfg.train.mixed_precision else 'off'}; "
+        f"XLA {'on' if cfg.train.xla else 'off'}"
+    )
+    meta_size = encoding.size if encoding else 0
+    loss = WeightedCategoricalCrossentropy(weights)
+    with accel.precision(cfg.train.mixed_precision), strategy.scope():
+        model = build_model(cfg.model, size, meta_size)
+        optimizer = tf_keras.optimizers.Adam(
+            cfg.train.learning_rate, epsilon=cfg.train.adam_epsilon
+        )
+        model.compile(
+            optimizer=optimizer, loss=loss, metrics=["accuracy"], jit_compile=cfg.train.xla
+        )
+    # Saved models are float32, as every runtime expects: under mixed precision a float32 twin
+    # (same architecture, no download) receives the weights before each save.
+    twin = (
+        build_model(replace(cfg.model, weights="none"), size, meta_size)
+        if cfg.train.mixed_precision
+        else model
+    )
+
+    def save(path: Path) -> None:
+        if twin is not model:
+            twin.set_weights(model.get_weights())
+        twin.save(path)
+
+    mode = "min" if "loss" in cfg.train.monitor else "max"
+    metrics_cb = ValidationMetrics(
+        val_ds,
+        loss,
+        CLASSES,
+        len(train_rows) if not cfg.train.steps_per_epoch else steps * batch,
+        paths.history,
+        print_fn=log,
+    )
+    best = BestModel(paths.best_model, cfg.train.monitor, save, print_fn=log)
+    stop = tf_keras.callbacks.EarlyStopping(
+        monitor=cfg.train.monitor, mode=mode, patience=cfg.train.patience, verbose=1
+    )
+    schedule = _lr_callback(cfg, mode)
+    state = ResumeState(paths.checkpoint, model, [best, stop, schedule])
+    initial_epoch = 0
+    if resume:
+        with strategy.scope():
+            optimizer.build(model.trainable_variables)
+        initial_epoch = state.restore()
+        metrics_cb.rows = _history_rows(paths.history, initial_epoch)
+        log(f"continuing at epoch {initial_epoch + 1} of {cfg.train.epochs}")
+    callbacks = [
+        metrics_cb,
+        best,
+        stop,
+        schedule,
+        tf_keras.callbacks.TensorBoard(str(paths.tensorboard)),
+        *(extra_callbacks or []),
+        state,
+    ]
+    point_latest(paths.root)
+    started = time.perf_counter()
+    if initial_epoch < cfg.train.epochs:
+        model.fit(
+            train_ds,
+            epochs=cfg.train.epochs,
+            initial_epoch=initial_epoch,
+            steps_per_epoch=steps,
+            callbacks=callbacks,
+            verbose=2 if not sys.stdout.isatty() else 1,
+        )
+    log(
+        f"training done in {time.perf_counter() - started:.0f} s; best {cfg.train.monitor} "
+        f"{best.sign * best.best:.4f} at epoch {best.best_epoch}"
+    )
+    if not evaluate:
+        return {}
+    from mobile_skin.evaluate import evaluate_run
+
+    return evaluate_run(paths.root, log=log)
+
+
+def _history_rows(path: Path, epochs_done: int) -> list[dict]:
+    if not path.is_file():
+        return []
+    import pandas as pd
+
+    table = pd.read_csv(path)
+    return table[table["epoch"] <= epochs_done].to_dict("records")
+
+
+@cli
+def main(argv: list[str] | None = None) -> int:
+    """Command-line entry point."""
+    args = parse_args(argv)
+    if args.resume:
+        paths = prepare_run_dir(
+            args.out or str(RUNS_DIR / "latest"), RunConfig(), resume=True, force=False
+        )
+        cfg = RunConfig.load(paths.config)
+        if args.epochs:
+            cfg.train.epochs = args.epochs
+            cfg.save(paths.config)
+    else:
+        cfg = resolve_config(args)
+        cfg.command = "python -m mobile_skin.train " + shlex.join(
+            sys.argv[1:] if argv is None else argv
+        )
+        paths = prepare_run_dir(args.out, cfg, resume=False, force=args.force)
+        for note in cfg.notes:
+            print(f"note: {note}")
+    print(f"run directory: {paths.root}")
+    metrics = train(cfg, paths, resume=args.resume, evaluate=not args.no_eval)
+    if metrics:
+        print(
+            f"test: accuracy {metrics['accuracy']:.3f}, "
+            f"balanced accuracy {metrics['balanced_accuracy']:.3f}, "
+            f"macro AUC {metrics['macro_auc']:.3f} -> {paths.report}"
+        )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,162 @@
+"""The training command: artifacts, refusal to overwrite, resume, bad input, GPU paths on CPU."""
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+
+import pandas as pd
+import pytest
+import tensorflow as tf
+import tf_keras
+
+from mobile_skin import train
+from mobile_skin.errors import EXIT_USAGE
+from mobile_skin.run import RunPaths
+
+TINY = ["--preset", "smoke", "--weights", "none", "--image-size", "32"]
+
+
+def run_main(args, capsys):
+    """Run train.main; return (exit code, stdout, stderr)."""
+    try:
+        code = train.main(args)
+    except SystemExit as stop:
+        code = stop.code
+    out = capsys.readouterr()
+    return code, out.out, out.err
+
+
+def test_smoke_run_writes_everything(smoke_run: RunPaths):
+    p = smoke_run
+    for path in (p.config, p.spec, p.root / "labels.txt", p.split, p.best_model, p.history,
+                 p.metrics, p.report, p.tensorboard, p.checkpoint):  # fmt: skip
+        assert path.exists(), path
+    cfg = json.loads(p.config.read_text())
+    assert cfg["preset"] == "smoke" and cfg["command"].startswith("python -m mobile_skin.train")
+    assert len(pd.read_csv(p.history)) == cfg["train"]["epochs"]
+    figures = {f.name for f in p.figures.iterdir()}
+    assert figures == {
+        "confusion_matrix.png",
+        "roc_curves.png",
+        "training_curves.png",
+        "attention_maps.png",
+    }
+    metrics = json.loads(p.metrics.read_text())
+    assert metrics["n"] == (pd.read_csv(p.split)["split"] == "test").sum()
+    assert 0 <= metrics["balanced_accuracy"] <= 1 and len(metrics["per_class"]) == 7
+    report = p.report.read_text()
+    assert (
+        "balanced accuracy" in report
+        and "paper Table 9" in report
+        and "figures/attention_maps.png" in report
+    )
+    assert (p.root.parent / "latest").resolve() == p.root.resolve()
+    model = tf_keras.models.load_model(p.best_model, compile=False)
+    assert model.input_names == ["image", "metadata"] and model.output_names == ["probs"]
+
+
+def test_existing_run_is_not_overwritten(smoke_run, synthetic_root, capsys):
+    code, _, err = run_main(
+        ["--data", str(synthetic_root), *TINY, "--out", str(smoke_run.root)], capsys
+    )
+    assert code == EXIT_USAGE
+    assert "run directory exists; pass --resume" in err and err.count("\n") == 1
+
+
+class StopAfter(tf_keras.callbacks.Callback):
+    """Simulates Ctrl-C at the end of an epoch (before that epoch's checkpoint is written)."""
+
+    def __init__(self, epoch):
+        super().__init__()
+        self.stop_epoch = epoch
+
+    def on_epoch_end(self, epoch, logs=None):
+        if epoch + 1 == self.stop_epoch:
+            raise KeyboardInterrupt
+
+
+def test_resume_continues_instead_of_restarting(synthetic_root, tmp_path, capsys):
+    out = tmp_path / "run"
+    args = train.parse_args(["--data", str(synthetic_root), *TINY, "--epochs", "4",
+                             "--steps-per-epoch", "3", "--out", str(out)])  # fmt: skip
+    cfg = train.resolve_config(args)
+    paths = train.prepare_run_dir(str(out), cfg, resume=False, force=False)
+    with pytest.raises(KeyboardInterrupt):
+        train.train(cfg, paths, evaluate=False, extra_callbacks=[StopAfter(3)], log=lambda m: None)
+    split_before = paths.split.read_text()
+    assert len(pd.read_csv(paths.history)) == 3  # epoch 3 finished but was not checkpointed
+    code, stdout, _ = run_main(["--resume", "--out", str(out), "--no-eval"], capsys)
+    assert code == 0
+    assert "continuing at epoch 3 of 4" in stdout
+    assert stdout.count("epoch 3/4:") == 1 and "epoch 1/4:" not in stdout
+    history = pd.read_csv(paths.history)
+    assert history["epoch"].tolist() == [1, 2, 3, 4]
+    assert paths.split.read_text() == split_before
+    # the optimizer state came back too: 4 epochs x 3 steps, not 2 (checkpointed) + 2 x 3
+    ckpt = tf.train.load_checkpoint(str(paths.checkpoint))
+    assert ckpt.get_tensor("optimizer/_iterations/.ATTRIBUTES/VARIABLE_VALUE") == 12
+    assert ckpt.get_tensor("epoch/.ATTRIBUTES/VARIABLE_VALUE") == 4
+    callbacks = json.loads((paths.checkpoint / "callbacks.json").read_text())
+    assert 1 <= callbacks["BestModel"]["best_epoch"] <= 4
+
+
+@pytest.mark.parametrize(
+    "args,message",
+    [
+        (["--data", "/no/such/dir"], "/no/such/dir: data directory not found"),
+        (["--backbone", "vgg16"], "unknown --backbone 'vgg16'"),
+        (["--image-size", "16"], "--image-size 16 is too small for mobilenet_v3_large_240"),
+        (["--weights", "/no/weights.h5"], "--weights /no/weights.h5: file not found"),
+        (["--strategy", "tpu"], "unknown --strategy 'tpu'"),
+        (["--preset", "huge"], "unknown --preset 'huge'"),
+    ],
+)
+def test_bad_input_is_one_line_before_training(args, message, synthetic_root, tmp_path, capsys):
+    base = ["--data", str(synthetic_root), *TINY, "--out", str(tmp_path / "r"), "--no-eval"]
+    code, stdout, err = run_main(base + args, capsys)
+    assert code == EXIT_USAGE
+    assert message in err and err.count("\n") == 1 and "Traceback" not in err
+    assert "epoch 1/" not in stdout
+
+
+def test_missing_data_flag(capsys):
+    code, _, err = run_main(["--preset", "smoke"], capsys)
+    assert code == EXIT_USAGE and "--data is required" in err
+
+
+@pytest.mark.parametrize("flag", ["--mixed-precision", "--xla"])
+def test_gpu_paths_run_on_cpu(flag, synthetic_root, tmp_path, capsys):
+    code, stdout, _ = run_main(["--data", str(synthetic_root), *TINY, "--epochs", "1",
+                                "--steps-per-epoch", "2", flag, "--out", str(tmp_path / "r"),
+                                "--no-eval"], capsys)  # fmt: skip
+    assert code == 0
+    assert ("mixed precision on" if flag == "--mixed-precision" else "XLA on") in stdout
+    model = tf_keras.models.load_model(tmp_path / "r" / "best.keras", compile=False)
+    assert (
+        model.get_layer("probs").dtype_policy.name == "float32"
+    )  # saved float32 for every runtime
+    assert model.get_layer("soft_attention").dtype_policy.name == "float32"
+
+
+def test_mirrored_strategy_on_two_cpu_replicas(synthetic_root, tmp_path):
+    script = textwrap.dedent(f"""
+        import mobile_skin, tensorflow as tf
+        cpu = tf.config.list_physical_devices("CPU")[0]
+        tf.config.set_logical_device_configuration(
+            cpu, [tf.config.LogicalDeviceConfiguration()] * 2
+        )
+        from mobile_skin import train
+        train.main(["--data", {str(synthetic_root)!r}, "--preset", "smoke", "--weights", "none",
+                    "--image-size", "32", "--epochs", "1", "--steps-per-epoch", "2",
+                    "--batch-size", "8",
+                    "--strategy", "mirrored", "--out", {str(tmp_path / "r")!r}, "--no-eval"])
+    """)
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
+    done = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, env=env, timeout=300
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "MirroredStrategy with 2 replica(s)" in done.stdout
+    assert (tmp_path / "r" / "best.keras").is_file()
