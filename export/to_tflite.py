@@ -1,0 +1,69 @@
+"""Convert a training run's model to TFLite and gate it on accuracy parity with Keras.
+
+Usage: ``python export/to_tflite.py [RUN_DIR] [--fp32|--fp16|--dynamic|--int8] [--qat]
+[--calibration-samples N] [--no-verify]``. Writes ``RUN_DIR/export/tflite_<mode>/model.tflite``
+with ``model_spec.json`` and ``labels.txt``, and the parity row in ``RUN_DIR/export/parity.md``.
+Exit status: 0 passed (or not verified), 1 failed the parity gate, 2 bad input.
+Argument parsing only; the work is :func:`mobile_skin.export.export_and_verify`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from mobile_skin.errors import UserError, cli
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(
+        prog="python export/to_tflite.py", description=__doc__.splitlines()[0]
+    )
+    p.add_argument("run", nargs="?", help="training run directory (default runs/latest)")
+    mode = p.add_mutually_exclusive_group()
+    for name, text in (
+        ("fp32", "float32, no optimisation (default)"),
+        ("fp16", "float16 weights"),
+        ("dynamic", "dynamic-range quantization (int8 weights)"),
+        ("int8", "full integer quantization, calibrated; float32 input/output"),
+    ):
+        mode.add_argument(f"--{name}", dest="mode", action="store_const", const=name, help=text)
+    p.add_argument(
+        "--qat",
+        action="store_true",
+        help="quantization-aware fine-tuning first, then int8 (format tflite_int8_qat)",
+    )
+    p.add_argument(
+        "--calibration-samples",
+        type=int,
+        default=300,
+        metavar="N",
+        help="training-split images for int8 calibration, drawn per class (default 300)",
+    )
+    p.add_argument("--no-verify", action="store_true", help="skip the parity gate (says so)")
+    p.add_argument("--data", help="read the images from here instead of the run's data directory")
+    args = p.parse_args(argv)
+    if args.qat and args.mode not in (None, "int8"):
+        raise UserError(f"--qat converts to int8; it cannot be combined with --{args.mode}")
+    return args
+
+
+@cli
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    from mobile_skin.export import export_and_verify
+    from mobile_skin.parity import exit_status
+
+    fmt = "tflite_int8_qat" if args.qat else f"tflite_{args.mode or 'fp32'}"
+    row = export_and_verify(
+        args.run,
+        fmt,
+        calibration_samples=args.calibration_samples,
+        verify=not args.no_verify,
+        data_dir=args.data,
+    )
+    return exit_status(row)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,253 @@
+"""Export a run's model to one format, write it with its spec, and gate it on parity.
+
+:func:`export_and_verify` is the one entry point (``export/to_tflite.py``, ``export/to_onnx.py``
+and ``make demo`` call it); :func:`export_formats` does several formats with one model load.
+For format ``fmt`` it
+
+1. loads ``best.keras`` and passes it through :func:`mobile_skin.edge_model.to_edge_model`
+   (and, for ``tflite_int8_qat``, through :func:`mobile_skin.qat.quantize_aware`);
+2. draws the calibration samples for int8 formats (:mod:`mobile_skin.calibration`);
+3. converts (:mod:`mobile_skin.export_tflite`, :mod:`mobile_skin.export_onnx`) and writes
+   ``<run>/export/<fmt>/model.tflite`` or ``model.onnx`` atomically, with ``model_spec.json``
+   (quantization details filled in) and ``labels.txt``;
+4. runs the parity gate (:mod:`mobile_skin.parity`): on FAIL the file is renamed
+   ``model.FAILED.<ext>`` (kept for inspection, never mistaken for a good model).
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from mobile_skin import calibration, edge_model, parity
+from mobile_skin.errors import UserError
+from mobile_skin.fileio import atomic_path, write_bytes
+from mobile_skin.model import load_model
+from mobile_skin.parity import ParityRow
+from mobile_skin.run import RunPaths, load_run_data, resolve_run
+from mobile_skin.runtime import KerasRuntime, load_runtime
+from mobile_skin.spec import ModelSpec
+from mobile_skin.splits import subset
+
+#: Export format -> (file kind, conversion mode). The names are the ``export/`` directory names.
+FORMATS: dict[str, tuple[str, str]] = {
+    "tflite_fp32": ("tflite", "fp32"),
+    "tflite_fp16": ("tflite", "fp16"),
+    "tflite_dynamic": ("tflite", "dynamic"),
+    "tflite_int8": ("tflite", "int8"),
+    "tflite_int8_qat": ("tflite", "int8"),
+    "onnx_fp32": ("onnx", "fp32"),
+    "onnx_int8": ("onnx", "int8"),
+}
+MODEL_STEM = "model"
+FAILED_TAG = "FAILED"
+
+Log = Callable[[str], None]
+
+
+def model_path(paths: RunPaths, fmt: str, *, failed: bool = False) -> Path:
+    """``<run>/export/<fmt>/model.<ext>``, or ``model.FAILED.<ext>`` for a model that failed."""
+    kind, _ = FORMATS[fmt]
+    stem = f"{MODEL_STEM}.{FAILED_TAG}" if failed else MODEL_STEM
+    return paths.export(fmt) / f"{stem}.{kind}"
+
+
+def export_and_verify(run_dir: str | os.PathLike | None, fmt: str, **options) -> ParityRow:
+    """Export the run's model to one format, write it with its spec, and gate it.
+
+    Args:
+        run_dir: the training run (None: ``runs/latest``).
+        fmt: one of :data:`FORMATS`.
+        **options: keyword options of :func:`export_formats`.
+
+    Returns:
+        The format's parity row (status PASS, FAIL, or UNVERIFIED without the gate); it is also
+        recorded in ``<run>/export/parity.json`` and ``parity.md``.
+    """
+    return export_formats(run_dir, [fmt], **options)[0]
+
+
+def export_formats(
+    run_dir: str | os.PathLike | None,
+    formats: Sequence[str],
+    *,
+    calibration_samples: int = calibration.DEFAULT_SAMPLES,
+    opset: int | None = None,
+    verify: bool = True,
+    data_dir: str | None = None,
+    threads: int | None = None,
+    latency_runs: int = parity.LATENCY_RUNS,
+    log: Log = print,
+) -> list[ParityRow]:
+    """Export the run's model to several formats, loading the model, data and reference once.
+
+    Each format gets ``edge_model.to_edge_model`` of the one loaded model, which must therefore
+    leave its input unchanged (it builds a new model).
+
+    Args:
+        run_dir: the training run (None: ``runs/latest``).
+        formats: names from :data:`FORMATS`.
+        calibration_samples: training-split samples for int8 calibration (at least 7).
+        opset: ONNX opset (default :data:`mobile_skin.export_onnx.DEFAULT_OPSET`).
+        verify: run the parity gate; False writes the models unverified and says so.
+        data_dir: read the images from here instead of the run's data directory.
+        threads: CPU threads for the exported models' runtimes (default: all cores).
+        latency_runs: timed runs for the indicative latency (0 skips it).
+        log: where progress goes.
+
+    Returns:
+        One parity row per format, in order.
+
+    Raises:
+        UserError: unknown format, missing run or model, bad flag values; all
+            checked before any slow step.
+    """
+    unknown = [f for f in formats if f not in FORMATS]
+    if unknown:
+        raise UserError(f"unknown export format {unknown[0]!r}; choose from {', '.join(FORMATS)}")
+    kinds = {FORMATS[f][0] for f in formats}
+    int8 = any(FORMATS[f][1] == "int8" for f in formats)
+    paths = resolve_run(run_dir)
+    if not paths.best_model.is_file():
+        raise UserError(f"{paths.best_model}: model file not found (did training finish?)")
+    if int8:
+        calibration.check_sample_count(calibration_samples)
+    if "onnx" in kinds:
+        from mobile_skin.export_onnx import DEFAULT_OPSET, check_opset
+
+        opset = DEFAULT_OPSET if opset is None else opset
+        check_opset(opset)
+
+    cfg, spec, frame, split = load_run_data(paths, data_dir)
+    model = load_model(paths.best_model)
+    gate = None
+    if verify:  # the reference comes first: later steps may change ``model`` in place
+        test = subset(frame, split, "test")
+        runtime = KerasRuntime(model, paths.best_model)
+        reference, ref_row = parity.keras_reference(
+            paths, runtime, test, spec, latency_runs=latency_runs, log=log
+        )
+        gate = _Gate(test, reference, ref_row, threads or os.cpu_count(), latency_runs)
+    samples = None
+    if int8:
+        train = subset(frame, split, "train")
+        samples = calibration.calibration_samples(
+            train, spec, calibration_samples, cfg.data.seed, log=log
+        )
+    return [_export_one(paths, fmt, model, spec, samples, opset, gate, log) for fmt in formats]
+
+
+@dataclass
+class _Gate:
+    """What the parity gate needs, computed once per run."""
+
+    test: pd.DataFrame
+    reference: np.ndarray
+    ref_row: ParityRow
+    threads: int | None
+    latency_runs: int
+
+
+def _export_one(paths: RunPaths, fmt: str, model, spec: ModelSpec, samples, opset, gate, log):
+    kind, mode = FORMATS[fmt]
+    edge = edge_model.to_edge_model(model)
+    extra: dict = {}
+    if fmt == "tflite_int8_qat":
+        from mobile_skin import qat
+
+        edge, lines = qat.quantize_aware(paths, edge, log=log)
+        for line in lines:
+            log(f"  qat: {line}")
+        extra["qat_layers"] = list(lines)
+
+    target = model_path(paths, fmt)
+    for stale in (target, model_path(paths, fmt, failed=True)):
+        stale.unlink(missing_ok=True)
+    start = time.perf_counter()
+    log(f"converting {paths.best_model} to {fmt} ...")
+    if kind == "tflite":
+        float_ops = edge_model.INT8_FLOAT_OPS if mode == "int8" else ()
+        info = _export_tflite(
+            edge, spec, mode, samples, target, float_ops, fmt == "tflite_int8_qat"
+        )
+    else:
+        info = _export_onnx(edge, spec, mode, samples, target, opset)
+    info.update(extra)
+    if mode == "int8":
+        info.setdefault("calibration", {})["samples"] = len(samples)
+    seconds, mb = time.perf_counter() - start, target.stat().st_size / 1e6
+    log(f"wrote {target} ({mb:.2f} MB) in {seconds:.0f} s")
+    export_spec = replace(
+        spec, model_file=target.name, quantization=info, source_run=str(paths.root)
+    )
+    export_spec.save(target.parent)
+
+    if gate is None:
+        row = parity.file_row(fmt, target)
+        row.status, row.reason = parity.UNVERIFIED, "--no-verify: parity gate skipped"
+        log(f"--no-verify: {target} was NOT checked against the Keras model")
+        parity.record(paths, row)
+        return row
+
+    log(f"parity: running {target.name} on {len(gate.test)} test images")
+    runtime = load_runtime(target, export_spec, threads=gate.threads)
+    row = parity.verify(
+        fmt,
+        target,
+        runtime,
+        gate.test,
+        spec,
+        gate.reference,
+        gate.ref_row,
+        latency_runs=gate.latency_runs,
+    )
+    del runtime
+    if row.status == parity.FAIL:
+        failed = model_path(paths, fmt, failed=True)
+        os.replace(target, failed)
+        row.file = failed.name
+        replace(export_spec, model_file=failed.name).save(failed.parent)
+        target = failed
+    out = parity.record(paths, gate.ref_row, row)
+    log(f"{fmt}: {row.status} ({row.reason}) -> {target}; table {out.with_suffix('.md')}")
+    return row
+
+
+def _export_tflite(model, spec, mode, samples, target: Path, float_ops=(), qat=False) -> dict:
+    from mobile_skin.export_tflite import convert_tflite, tflite_quantization_info
+
+    data = calibration.representative_dataset(samples) if samples is not None else None
+    content = convert_tflite(model, spec, mode, data, float_ops, qat=qat)
+    write_bytes(target, content)
+    return tflite_quantization_info(content, mode)
+
+
+def _export_onnx(model, spec, mode, samples, target: Path, opset: int) -> dict:
+    import onnx
+
+    from mobile_skin.export_onnx import (
+        convert_onnx,
+        onnx_float_ops,
+        onnx_quantization_info,
+        quantize_onnx,
+    )
+
+    # The ops the TFLite int8 export keeps in float (the head) stay float here too, for the same
+    # reason (int8 logits tie; see mobile_skin.edge_model).
+    float_ops = onnx_float_ops(edge_model.INT8_FLOAT_OPS) if mode == "int8" else ()
+    proto = convert_onnx(model, spec, opset)
+    with atomic_path(target) as tmp:
+        if mode == "int8":
+            quantize_onnx(proto, tmp, samples, float_ops)
+        else:
+            onnx.save(proto, tmp)
+    info = onnx_quantization_info(target, mode, opset, len(samples) if samples else 0)
+    if mode == "int8":
+        info["float_op_types"] = list(float_ops)
+    return info

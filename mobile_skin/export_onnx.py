@@ -1,0 +1,212 @@
+"""Keras -> ONNX conversion (tf2onnx) and int8 static quantization (onnxruntime).
+
+The graph is converted from the same kind of named ``tf.function`` as the TFLite export (see
+:func:`mobile_skin.export_tflite.serving_function`), with a dynamic batch dimension (onnxruntime
+handles it without cost, and servers batch): inputs ``image`` [batch, S, S, 3] and ``metadata``
+[batch, D], output ``probs`` [batch, C].
+
+int8: onnxruntime's ``quantize_static`` in QDQ format, int8 activations and weights, per-channel
+weight scales, MinMax calibration on the same training-split samples the TFLite int8 export uses,
+after onnxruntime's recommended pre-processing (onnx shape inference and graph optimisation).
+The caller can keep some op types in float (:func:`mobile_skin.export` keeps the ops the TFLite
+int8 export keeps in float, the classifier head, mapped by :data:`TFLITE_TO_ONNX_OPS`).
+"""
+
+from __future__ import annotations
+
+import tempfile
+from collections import Counter
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import tf_keras
+from onnxruntime.quantization import CalibrationDataReader
+
+from mobile_skin.errors import UserError
+from mobile_skin.export_tflite import serving_function
+from mobile_skin.spec import ModelSpec
+
+DEFAULT_OPSET = 17
+#: QDQ with per-channel weights needs opset 13; tf2onnx 1.17 writes up to 18.
+MIN_OPSET = 13
+BATCH_DIM = "batch"
+#: TFLite op type -> the ONNX op types tf2onnx writes for it (for keeping the same ops float).
+TFLITE_TO_ONNX_OPS = {
+    "FULLY_CONNECTED": ("Gemm", "MatMul"),
+    "CONCATENATION": ("Concat",),
+    "SOFTMAX": ("Softmax",),
+}
+
+
+def max_opset() -> int:
+    """The highest opset the installed tf2onnx can write."""
+    from tf2onnx import constants
+
+    return max(constants.OPSET_TO_IR_VERSION)
+
+
+def check_opset(opset: int) -> None:
+    """Raise :class:`UserError` unless tf2onnx can write ``opset`` and int8 QDQ can use it."""
+    import tf2onnx
+
+    top = max_opset()
+    if not MIN_OPSET <= opset <= top:
+        raise UserError(
+            f"--opset {opset} is outside {MIN_OPSET}..{top} (tf2onnx {tf2onnx.__version__})"
+        )
+
+
+def convert_onnx(model: tf_keras.Model, spec: ModelSpec, opset: int = DEFAULT_OPSET):
+    """Convert ``model`` to an ``onnx.ModelProto`` with inputs/outputs named as in ``spec``.
+
+    Raises:
+        UserError: ``opset`` outside what tf2onnx supports for this export.
+    """
+    import onnx
+    import tf2onnx
+
+    check_opset(opset)
+    serve = serving_function(model, spec, batch=None)
+    proto, _ = tf2onnx.convert.from_function(
+        serve, input_signature=serve.input_signature, opset=opset
+    )
+    _inline_captured_constants(proto, serve, spec.input_names)
+    for value in list(proto.graph.input) + list(proto.graph.output):
+        dim = value.type.tensor_type.shape.dim[0]
+        if not dim.HasField("dim_value"):
+            dim.dim_param = BATCH_DIM
+    onnx.checker.check_model(proto)
+    return proto
+
+
+def _inline_captured_constants(proto, serve, names) -> None:
+    """Turn the constants a function captures back into initializers.
+
+    tf2onnx's ``from_function`` lists every non-resource tensor the function captures as a graph
+    input, e.g. the mean and variance a Keras ``Normalization`` layer holds as eager tensors
+    (DenseNet201's preprocessing): the file would then need them fed at run time.
+    """
+    import tensorflow as tf
+    from onnx import numpy_helper
+
+    concrete = serve.get_concrete_function()
+    values = {
+        inner.name: outer.numpy()
+        for outer, inner in zip(
+            concrete.captured_inputs, concrete.graph.internal_captures, strict=True
+        )
+        if outer.dtype != tf.resource
+    }
+    for value in list(proto.graph.input):
+        if value.name not in names and value.name in values:
+            proto.graph.input.remove(value)
+            proto.graph.initializer.append(numpy_helper.from_array(values[value.name], value.name))
+
+
+class SampleReader(CalibrationDataReader):
+    """An onnxruntime calibration data reader over calibration samples (dicts by input name)."""
+
+    def __init__(self, samples: Sequence[dict[str, np.ndarray]], names: Sequence[str]) -> None:
+        from tqdm.auto import tqdm
+
+        self._names = list(names)
+        self._it = iter(tqdm(samples, desc="calibrating", leave=False))
+
+    def get_next(self) -> dict[str, np.ndarray] | None:
+        sample = next(self._it, None)
+        return None if sample is None else {k: sample[k] for k in self._names}
+
+
+def quantize_onnx(
+    fp32_model,
+    out_path: str | Path,
+    samples: Sequence[dict[str, np.ndarray]],
+    float_op_types: Sequence[str] = (),
+) -> Path:
+    """Statically quantize an fp32 ``onnx.ModelProto`` to int8 (QDQ) and write it to ``out_path``.
+
+    Args:
+        fp32_model: the converted float model.
+        out_path: where the quantized model goes (written by onnxruntime; pass a temp path and
+            rename it for atomicity).
+        samples: calibration inputs, e.g. from :func:`mobile_skin.calibration.calibration_samples`.
+        float_op_types: ONNX op types to leave in float (e.g. :func:`onnx_float_ops` of the TFLite
+            int8 export's float ops); empty: quantize everything onnxruntime can.
+    """
+    import onnx
+    from onnxruntime.quantization import (
+        CalibrationMethod,
+        QuantFormat,
+        QuantType,
+        quantize_static,
+    )
+    from onnxruntime.quantization.shape_inference import quant_pre_process
+
+    reader = SampleReader(samples, [i.name for i in fp32_model.graph.input])
+    with tempfile.TemporaryDirectory(prefix="onnx_int8_") as tmp:
+        fp32_path, pre_path = Path(tmp) / "fp32.onnx", Path(tmp) / "pre.onnx"
+        onnx.save(fp32_model, fp32_path)
+        # onnx shape inference is enough (tf2onnx leaves only the batch dimension symbolic);
+        # the symbolic pass would need sympy, which nothing else here uses.
+        quant_pre_process(str(fp32_path), str(pre_path), skip_symbolic_shape=True)
+        graph = onnx.load(str(pre_path)).graph
+        keep_float = [n.name for n in graph.node if n.op_type in set(float_op_types)]
+        quantize_static(
+            str(pre_path),
+            str(out_path),
+            reader,
+            quant_format=QuantFormat.QDQ,
+            per_channel=True,
+            activation_type=QuantType.QInt8,
+            weight_type=QuantType.QInt8,
+            calibrate_method=CalibrationMethod.MinMax,
+            nodes_to_exclude=keep_float,
+        )
+    return Path(out_path)
+
+
+def onnx_float_ops(tflite_ops: Sequence[str]) -> tuple[str, ...]:
+    """The ONNX op types of TFLite op types (e.g. ``FULLY_CONNECTED`` -> ``Gemm``, ``MatMul``)."""
+    return tuple(op for name in tflite_ops for op in TFLITE_TO_ONNX_OPS.get(name, ()))
+
+
+def onnx_quantization_info(path: str | Path, mode: str, opset: int, samples: int = 0) -> dict:
+    """What ``model_spec.json`` records about an exported ONNX file.
+
+    Mode, opset, input/output dtypes and shapes, the node types (QuantizeLinear/DequantizeLinear
+    counts show how much of an int8 graph is quantized), and for int8 the quantization recipe.
+    """
+    import onnx
+
+    proto = onnx.load(str(path))
+
+    def describe(values) -> dict:
+        out = {}
+        for v in values:
+            t = v.type.tensor_type
+            shape = [d.dim_param or d.dim_value for d in t.shape.dim]
+            out[v.name] = {
+                "dtype": onnx.helper.tensor_dtype_to_np_dtype(t.elem_type).name,
+                "shape": shape,
+            }
+        return out
+
+    info = {
+        "format": "onnx",
+        "mode": mode,
+        "opset": opset,
+        "batch": BATCH_DIM,
+        "inputs": describe(proto.graph.input),
+        "outputs": describe(proto.graph.output),
+        "ops": dict(sorted(Counter(n.op_type for n in proto.graph.node).items())),
+    }
+    if mode == "int8":
+        info.update(
+            quant_format="QDQ",
+            activation_type="int8",
+            weight_type="int8",
+            per_channel=True,
+            calibration={"method": "MinMax", "samples": samples},
+        )
+    return info

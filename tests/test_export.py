@@ -1,0 +1,184 @@
+"""Every export format of the smoke run: the file runs, the spec round-trips, the gate is honest."""
+
+from __future__ import annotations
+
+import json
+import runpy
+import shutil
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from mobile_skin import edge_model
+from mobile_skin.encoding import CLASSES
+from mobile_skin.export import FORMATS, model_path
+from mobile_skin.parity import FAIL, PASS, TOLERANCES, UNVERIFIED, judge, load_rows
+from mobile_skin.runtime import load_runtime
+from mobile_skin.spec import LABELS_FILE, SPEC_FILE, ModelSpec
+
+ROOT = Path(__file__).resolve().parents[1]
+EXPORTED = [f for f in FORMATS if f != "tflite_int8_qat"]
+
+
+def run_script(name: str, *argv: str) -> int:
+    """Run ``export/<name>`` in-process as ``python export/<name> ARGV...``; its exit status."""
+    old = sys.argv
+    sys.argv = [str(ROOT / "export" / name), *map(str, argv)]
+    try:
+        runpy.run_path(sys.argv[0], run_name="__main__")
+    except SystemExit as exit_:
+        return int(exit_.code or 0)
+    finally:
+        sys.argv = old
+    return 0
+
+
+@pytest.mark.parametrize("fmt", EXPORTED)
+def test_each_format_exports_runs_and_is_gated(fmt, smoke_run, exported):
+    row = exported(fmt)
+    kind, mode = FORMATS[fmt]
+    path = model_path(smoke_run, fmt, failed=row.status == FAIL)
+    assert path.is_file() and row.file == path.name
+    assert not model_path(smoke_run, fmt, failed=row.status != FAIL).exists()
+    # The spec beside the file round-trips and describes it.
+    spec = ModelSpec.load(path.parent)
+    assert ModelSpec.from_dict(spec.to_dict()) == spec
+    assert json.loads((path.parent / SPEC_FILE).read_text()) == spec.to_dict()
+    assert spec.model_file == path.name and spec.source_run == str(smoke_run.root)
+    assert spec.quantization["mode"] == mode and spec.quantization["format"] == kind
+    assert spec.image_size == ModelSpec.load(smoke_run.spec).image_size
+    assert (path.parent / LABELS_FILE).read_text().split() == list(CLASSES)
+    # The file runs, by name, and the row's numbers are the ones the gate judged.
+    rt = load_runtime(path, spec)
+    assert sorted(rt.input_names) == ["image", "metadata"]
+    assert row.n > 0 and row.size_bytes == path.stat().st_size
+    assert row.status in (PASS, FAIL) and row.status == judge(row, _keras_row(smoke_run)).status
+    # Sanity bounds that hold for any smoke model (the gate itself may PASS or FAIL 8-bit files:
+    # the smoke model differs per session and its near-tied answers flip easily).
+    if mode in ("fp32", "fp16"):
+        assert row.max_abs_diff < (1e-4 if mode == "fp32" else 1e-2)
+    else:
+        assert row.mean_abs_diff < 0.05 and row.agreement >= 0.5
+    if mode == "fp32":
+        assert row.status == PASS, row.reason
+    recorded = {r.format: r for r in load_rows(smoke_run.root / "export" / "parity.json")}
+    assert recorded[fmt].status == row.status and recorded["keras"].status == "REFERENCE"
+
+
+def _keras_row(run):
+    return {r.format: r for r in load_rows(run.root / "export" / "parity.json")}["keras"]
+
+
+def test_quantized_files_are_smaller_and_int8_is_integer(smoke_run, exported):
+    sizes = {f: exported(f).size_bytes for f in EXPORTED}
+    assert sizes["tflite_fp16"] < 0.6 * sizes["tflite_fp32"]
+    for fmt in ("tflite_dynamic", "tflite_int8", "onnx_int8"):
+        assert sizes[fmt] < 0.4 * sizes[fmt.split("_")[0] + "_fp32"], fmt
+    quant = ModelSpec.load(smoke_run.export("tflite_int8")).quantization
+    assert quant["inputs"]["image"]["dtype"] == "float32"  # callers feed raw pixels
+    assert quant["inputs"]["image"]["quantized_as"]["dtype"] == "int8"
+    assert quant["outputs"]["probs"]["dtype"] == "float32"
+    assert quant["ops"].get("CONV_2D:int8", 0) > 0 and "CONV_2D:float32" not in quant["ops"]
+    onnx_quant = ModelSpec.load(smoke_run.export("onnx_int8")).quantization
+    assert onnx_quant["ops"]["QuantizeLinear"] > 0 and onnx_quant["quant_format"] == "QDQ"
+    assert "Softmax" in onnx_quant["float_op_types"]  # the head stays float, as in TFLite
+
+
+def test_parity_table_names_the_machine_and_every_format(smoke_run, exported):
+    for fmt in EXPORTED:
+        exported(fmt)
+    md = (smoke_run.root / "export" / "parity.md").read_text()
+    doc = json.loads((smoke_run.root / "export" / "parity.json").read_text())
+    assert doc["machine"]["cpu"] in md.splitlines()[0]
+    assert doc["tolerances"].keys() == TOLERANCES.keys()
+    for fmt in ["keras", *EXPORTED]:
+        assert f"| {fmt} |" in md
+
+
+@pytest.fixture
+def run_copy(smoke_run, tmp_path):
+    out = tmp_path / "run"
+    shutil.copytree(
+        smoke_run.root,
+        out,
+        ignore=shutil.ignore_patterns("export", "checkpoint", "tensorboard", "figures"),
+    )
+    return out
+
+
+def test_a_damaged_model_fails_the_gate_with_exit_1_and_a_failed_name(
+    run_copy, monkeypatch, capsys
+):
+    def damaged(model):
+        dense = model.get_layer("probs")
+        kernel, bias = dense.get_weights()
+        rng = np.random.default_rng(0)
+        noise = rng.normal(0, 3 * kernel.std(), kernel.shape).astype(kernel.dtype)
+        dense.set_weights([kernel + noise, bias])
+        return model
+
+    monkeypatch.setattr(edge_model, "to_edge_model", damaged)
+    assert run_script("to_onnx.py", run_copy, "--calibration-samples", "7") == 1
+    out_dir = run_copy / "export" / "onnx_fp32"
+    assert (out_dir / "model.FAILED.onnx").is_file() and not (out_dir / "model.onnx").exists()
+    assert ModelSpec.load(out_dir).model_file == "model.FAILED.onnx"
+    row = {r.format: r for r in load_rows(run_copy / "export" / "parity.json")}["onnx_fp32"]
+    assert row.status == FAIL and "max |dp|" in row.reason and row.max_abs_diff > 1e-4
+    assert "onnx_fp32: FAIL" in capsys.readouterr().out
+
+    # Re-exported without the gate: the good name comes back, the failed file goes, it says so.
+    monkeypatch.undo()
+    assert run_script("to_onnx.py", run_copy, "--no-verify") == 0
+    assert (out_dir / "model.onnx").is_file() and not (out_dir / "model.FAILED.onnx").exists()
+    row = {r.format: r for r in load_rows(run_copy / "export" / "parity.json")}["onnx_fp32"]
+    assert row.status == UNVERIFIED
+    assert "NOT checked" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize(
+    ("script", "args", "message"),
+    [
+        ("to_tflite.py", ["{tmp}/missing"], "run directory not found"),
+        ("to_onnx.py", ["{nomodel}"], "best.keras: model file not found"),
+        (
+            "to_tflite.py",
+            ["{run}", "--int8", "--calibration-samples", "3"],
+            "--calibration-samples 3 is smaller than the number of classes (7)",
+        ),
+        (
+            "to_onnx.py",
+            ["{run}", "--int8", "--calibration-samples", "0"],
+            "smaller than the number",
+        ),
+        ("to_onnx.py", ["{run}", "--opset", "9"], "--opset 9 is outside"),
+        ("to_tflite.py", ["{run}", "--qat", "--fp16"], "--qat converts to int8"),
+    ],
+)
+def test_bad_input_is_one_line_and_exit_2(script, args, message, smoke_run, tmp_path, capsys):
+    nomodel = tmp_path / "nomodel"
+    nomodel.mkdir()
+    for name in ("config.json", SPEC_FILE):
+        shutil.copy(smoke_run.root / name, nomodel)
+    argv = [a.format(tmp=tmp_path, nomodel=nomodel, run=smoke_run.root) for a in args]
+    assert run_script(script, *argv) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: ") and message in err and "\n" not in err
+
+
+def test_scripts_run_from_the_repo_root(tmp_path):
+    import subprocess
+
+    done = subprocess.run(
+        [sys.executable, "export/to_tflite.py", str(tmp_path / "none")],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 2
+    assert (
+        done.stderr.strip().splitlines()[-1]
+        == f"error: {tmp_path / 'none'}: run directory not found"
+    )

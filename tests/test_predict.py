@@ -1,0 +1,117 @@
+"""``python -m mobile_skin.predict``: the same answer through every runtime, one-line errors."""
+
+from __future__ import annotations
+
+import shutil
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from mobile_skin.predict import main, predict_images
+
+
+@pytest.fixture(scope="module")
+def models(smoke_run, exported) -> dict[str, str]:
+    exported("tflite_fp32")
+    exported("onnx_fp32")
+    return {
+        "keras": smoke_run.best_model,
+        "tflite": smoke_run.export("tflite_fp32") / "model.tflite",
+        "onnx": smoke_run.export("onnx_fp32") / "model.onnx",
+    }
+
+
+@pytest.fixture(scope="module")
+def images(synthetic_root, tmp_path_factory) -> list[str]:
+    """A synthetic lesion image, and a large 'photo' in another format and aspect ratio."""
+    out = tmp_path_factory.mktemp("photos")
+    lesion = str(next(synthetic_root.rglob("*.jpg")))
+    rng = np.random.default_rng(1)
+    big = np.asarray(Image.open(lesion).resize((1200, 900)), np.int16)
+    big = np.clip(big + rng.integers(-5, 6, big.shape), 0, 255).astype(np.uint8)
+    Image.fromarray(big).save(out / "photo.png")
+    return [lesion, str(out / "photo.png")]
+
+
+def test_the_same_top1_through_every_runtime(models, images):
+    preds = {
+        k: predict_images(path, images, age="55", sex="male", site="back")
+        for k, path in models.items()
+    }
+    for i in range(len(images)):
+        tops = {k: p[i].top[0][0] for k, p in preds.items()}
+        assert len(set(tops.values())) == 1, tops
+        np.testing.assert_allclose(preds["tflite"][i].probs, preds["keras"][i].probs, atol=1e-4)
+        np.testing.assert_allclose(preds["onnx"][i].probs, preds["keras"][i].probs, atol=1e-4)
+        assert len(preds["onnx"][i].top) == 3
+        assert preds["onnx"][i].probs.sum() == pytest.approx(1.0, abs=1e-5)
+
+
+def test_cli_prints_top3_with_full_names(models, images, capsys):
+    assert (
+        main(
+            [
+                *images,
+                "--model",
+                str(models["onnx"]),
+                "--sex",
+                "unknown",
+                "--site",
+                "unknown",
+                "--age",
+                "unknown",
+            ]
+        )
+        == 0
+    )
+    out = capsys.readouterr().out.splitlines()
+    assert out[0] == images[0] and out[4] == images[1] and len(out) == 8
+    assert out[1].lstrip().startswith("1. ") and out[1].rstrip().endswith("%")
+    names = ("melanoma", "nevus", "carcinoma", "keratosis", "dermatofibroma", "vascular")
+    assert all(any(n in line for n in names) for line in out[1:4])
+
+
+@pytest.fixture
+def broken(models, tmp_path) -> dict[str, str]:
+    """Truncated model files with their specs beside them, and a text file named like a JPEG."""
+    out = {}
+    for kind in ("tflite", "onnx"):
+        d = tmp_path / kind
+        d.mkdir()
+        shutil.copy(models[kind].parent / "model_spec.json", d)
+        data = models[kind].read_bytes()
+        (d / models[kind].name).write_bytes(data[: len(data) // 2])
+        out[kind] = str(d / models[kind].name)
+    (tmp_path / "notes.jpg").write_text("not an image")
+    out["text"] = str(tmp_path / "notes.jpg")
+    return out
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["{img}", "--model", "{tmp}/missing.tflite"], "missing.tflite: model file not found"),
+        (["{img}", "--model", "{tflite_bad}"], "not a valid TFLite model"),
+        (["{img}", "--model", "{onnx_bad}"], "not a valid ONNX model"),
+        (["{text}", "--model", "{onnx}"], "notes.jpg: not a readable image"),
+        (["{img}", "--model", "{onnx}", "--sex", "alien"], "unknown sex 'alien'"),
+        (["{img}", "--model", "{onnx}", "--site", "moon"], "unknown site 'moon'"),
+        (["{img}", "--model", "{onnx}", "--age", "130"], "age 130 is outside 0..120"),
+        (["{img}", "--model", "{onnx}", "--age", "old"], "age 'old' is not a number"),
+    ],
+)
+def test_bad_input_is_one_line_and_exit_2(args, message, models, images, broken, tmp_path, capsys):
+    values = {
+        "img": images[0],
+        "tmp": tmp_path,
+        "onnx": models["onnx"],
+        "text": broken["text"],
+        "tflite_bad": broken["tflite"],
+        "onnx_bad": broken["onnx"],
+    }
+    with pytest.raises(SystemExit) as exit_:
+        main([a.format(**values) for a in args])
+    assert exit_.value.code == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: ") and message in err and "\n" not in err
