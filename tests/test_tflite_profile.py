@@ -1,0 +1,113 @@
+"""tflite_profile: op lists, XNNPACK partitions, sub-model extraction, timing, the CLI."""
+
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+
+import numpy as np
+import pytest
+import tensorflow as tf
+import tf_keras
+from ai_edge_litert.interpreter import Interpreter
+
+from mobile_skin import tflite_profile as tp
+
+L = tf_keras.layers
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def tiny_int8(tmp_path_factory) -> Path:
+    """int8 Conv -> Softmax -> Conv: XNNPACK has no int8 softmax, so two partitions."""
+    image = L.Input((8, 8, 3), name="image")
+    x = L.Conv2D(8, 3, padding="same", activation="relu")(image)
+    x = L.Softmax(axis=-1)(x)
+    x = L.Conv2D(4, 1)(x)
+    model = tf_keras.Model(image, L.GlobalAveragePooling2D()(x))
+    converter = tf.lite.TFLiteConverter.from_keras_model(model)
+    converter.optimizations = [tf.lite.Optimize.DEFAULT]
+    converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+    rng = np.random.default_rng(0)
+    converter.representative_dataset = lambda: (
+        [rng.uniform(0, 255, (1, 8, 8, 3)).astype(np.float32)] for _ in range(8)
+    )
+    path = tmp_path_factory.mktemp("tflite") / "tiny_int8.tflite"
+    path.write_bytes(converter.convert())
+    return path
+
+
+def test_partitions_and_the_op_outside(tiny_int8):
+    ops = tp.list_ops(tp.read_bytes(tiny_int8))
+    outside = [o.name for o in ops if o.partition is None]
+    assert outside == ["SOFTMAX"]
+    assert len({o.partition for o in ops if o.partition is not None}) == 2
+    segs = tp.segments(ops)
+    assert [s.delegated for s in segs] == [True, False, True]
+    assert sum(len(s.ops) for s in segs) == len(ops)
+    without = tp.list_ops(tp.read_bytes(tiny_int8), xnnpack=False)
+    assert all(o.partition is None for o in without)
+
+
+def test_extracted_op_computes_what_it_computes_in_the_model(tiny_int8):
+    content = tp.read_bytes(tiny_int8)
+    ops = tp.list_ops(content)
+    softmax = next(o for o in ops if o.name == "SOFTMAX")
+    full = Interpreter(model_content=content, experimental_preserve_all_tensors=True)
+    full.allocate_tensors()
+    image = np.random.default_rng(3).uniform(0, 255, (1, 8, 8, 3)).astype(np.float32)
+    full.set_tensor(full.get_input_details()[0]["index"], image)
+    full.invoke()
+    by_name = {t["name"]: t["index"] for t in full.get_tensor_details()}
+    node = full._get_ops_details()[softmax.index]
+
+    sub = Interpreter(model_content=tp.extract(content, [softmax.index]))
+    sub.allocate_tensors()
+    (inp,), (out,) = sub.get_input_details(), sub.get_output_details()
+    assert list(inp["shape"]) == list(full.get_tensor(int(node["inputs"][0])).shape)
+    sub.set_tensor(inp["index"], full.get_tensor(int(node["inputs"][0])))
+    sub.invoke()
+    np.testing.assert_array_equal(
+        sub.get_tensor(out["index"]), full.get_tensor(by_name[softmax.output])
+    )
+    assert out["dtype"] == np.int8
+
+
+def test_profile_times_segments_and_ops(tiny_int8):
+    result = tp.profile(tiny_int8, runs=3, warmup=1)
+    t = result["timing"]
+    assert result["partitions"] == 2 and result["outside"] == 1
+    assert 0 < t["overhead_ms"] < t["model_ms"] and t["model_no_xnnpack_ms"] > 0
+    assert all(r["ms"] > 0 for r in result["segments"] + result["ops"])
+    assert t["ops_sum_ms"] == pytest.approx(sum(r["ms"] for r in result["ops"]))
+    text = tp.to_markdown(result)
+    assert "| SOFTMAX | 1 | 1 |" in text and "Slowest" in text
+
+
+def _script():
+    spec = importlib.util.spec_from_file_location(
+        "profile_tflite", ROOT / "benchmarks" / "profile_tflite.py"
+    )
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_cli_prints_tables_and_writes_json(tiny_int8, tmp_path, capsys):
+    out = tmp_path / "profile.json"
+    assert _script().main([str(tiny_int8), "--no-timing", "--json", str(out)]) == 0
+    text = capsys.readouterr().out
+    assert "2 XNNPACK partition(s), 1 op(s) outside XNNPACK" in text
+    assert out.is_file() and '"outside": 1' in out.read_text()
+
+
+@pytest.mark.parametrize("content", [None, b"not a model"])
+def test_cli_bad_file_is_one_line_error(tmp_path, capsys, content):
+    path = tmp_path / "model.tflite"
+    if content is not None:
+        path.write_bytes(content)
+    with pytest.raises(SystemExit) as exit_info:
+        _script().main([str(path), "--no-timing"])
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: ") and str(path) in err and "\n" not in err
