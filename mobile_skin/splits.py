@@ -80,12 +80,17 @@ def _shared_lesions(frame: pd.DataFrame, split: pd.Series) -> int:
     return len(set(frame.loc[split != "train", "lesion_id"]) & train)
 
 
+def leaking_lesions(frame: pd.DataFrame, split: pd.Series) -> pd.Index:
+    """The lesion ids with images in more than one split (empty for a grouped split)."""
+    per_lesion = split.groupby(frame["lesion_id"]).nunique()
+    return per_lesion.index[per_lesion > 1]
+
+
 def check_no_lesion_overlap(frame: pd.DataFrame, split: pd.Series) -> None:
     """Raise if any lesion has images in two different splits."""
-    per_lesion = split.groupby(frame["lesion_id"]).nunique()
-    leaking = per_lesion[per_lesion > 1]
+    leaking = leaking_lesions(frame, split)
     if len(leaking):
-        raise UserError(f"split leaks lesions across splits: {', '.join(leaking.index[:5])}")
+        raise UserError(f"split leaks lesions across splits: {', '.join(leaking[:5])}")
 
 
 def subset(frame: pd.DataFrame, split: pd.Series, name: str) -> pd.DataFrame:

@@ -31,7 +31,14 @@ from mobile_skin.model import build_model
 from mobile_skin.pipeline import make_dataset
 from mobile_skin.run import RUNS_DIR, RunPaths, default_run_name, point_latest
 from mobile_skin.spec import ModelSpec
-from mobile_skin.splits import load_split, make_split, save_split, split_table, subset
+from mobile_skin.splits import (
+    leaking_lesions,
+    load_split,
+    make_split,
+    save_split,
+    split_table,
+    subset,
+)
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -233,6 +240,7 @@ def train(
         )
         save_split(paths.split, frame, split)
     log("images per class and split:\n" + split_table(frame, split).to_string())
+    log(f"lesions with images in more than one split: {len(leaking_lesions(frame, split))}")
     train_rows, val_rows = subset(frame, split, "train"), subset(frame, split, "val")
 
     encoding = MetadataEncoding.fit(train_rows["age"]) if cfg.model.use_metadata else None

@@ -8,6 +8,7 @@ from mobile_skin.data import load_ham10000
 from mobile_skin.errors import UserError
 from mobile_skin.splits import (
     check_no_lesion_overlap,
+    leaking_lesions,
     load_split,
     make_split,
     save_split,
@@ -37,7 +38,9 @@ def test_overlap_check_catches_a_leak(frame):
     multi = frame.groupby("lesion_id").size()
     lesion = multi[multi > 1].index[0]
     rows = frame.index[frame["lesion_id"] == lesion]
+    assert len(leaking_lesions(frame, split)) == 0
     split.loc[rows[0]], split.loc[rows[1]] = "train", "test"
+    assert list(leaking_lesions(frame, split)) == [lesion]
     with pytest.raises(UserError, match=f"leaks lesions.*{lesion}"):
         check_no_lesion_overlap(frame, split)
 
