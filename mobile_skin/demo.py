@@ -1,0 +1,124 @@
+"""``make demo``: the whole job end to end on a small synthetic dataset, in a few minutes on CPU.
+
+1. writes a synthetic HAM10000-shaped dataset (JPEGs + metadata CSV);
+2. trains the default architecture (MobileNetV3Large[:240] + Soft-Attention + metadata) with the
+   ``smoke`` preset (64 px, untrained start) and evaluates it on the test split;
+3. prints the evaluation table and where the report is;
+4. exports the model to float32 and int8 TFLite and prints the parity gate's table (the same
+   export and gate as ``python export/to_tflite.py``);
+5. ends with the MobileNetV3 rows of the Table 10 benchmark (``benchmarks/latency.py --quick``):
+   latency in Keras, TFLite and ONNX Runtime, float32 and int8.
+
+Every step is the same code the real commands run; only the data and the preset are small.
+"""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+import sys
+import time
+from pathlib import Path
+
+import mobile_skin  # noqa: F401
+from mobile_skin.errors import cli
+
+
+def _banner(text: str) -> None:
+    print(f"\n=== {text} ===", flush=True)
+
+
+def evaluation_table(metrics: dict) -> str:
+    """Headline and per-class metrics as a Markdown table."""
+    lines = [
+        f"accuracy {metrics['accuracy']:.3f} | "
+        f"balanced accuracy {metrics['balanced_accuracy']:.3f} | "
+        f"macro F1 {metrics['macro_f1']:.3f} | macro AUC {metrics['macro_auc']:.3f} "
+        f"(always-{metrics['baseline_majority']['class']}: accuracy "
+        f"{metrics['baseline_majority']['accuracy']:.3f}, "
+        f"balanced {metrics['baseline_majority']['balanced_accuracy']:.3f})",
+        "",
+        "| class | support | precision | sensitivity | specificity | F1 | AUC |",
+        "| --- | --- | --- | --- | --- | --- | --- |",
+    ]
+    for r in metrics["per_class"]:
+        auc = "n/a" if r["auc"] is None else f"{r['auc']:.3f}"
+        lines.append(
+            f"| {r['class']} | {r['support']} | {r['precision']:.3f} | {r['sensitivity']:.3f} | "
+            f"{r['specificity']:.3f} | {r['f1']:.3f} | {auc} |"
+        )
+    return "\n".join(lines)
+
+
+@cli
+def main(argv: list[str] | None = None) -> int:
+    """Command-line entry point."""
+    p = argparse.ArgumentParser(
+        prog="python -m mobile_skin.demo", description=__doc__.splitlines()[0]
+    )
+    p.add_argument(
+        "--out", default="demo_out", help="working directory (replaced; default demo_out)"
+    )
+    p.add_argument("--lesions", type=int, default=300, help="synthetic lesions (default 300)")
+    p.add_argument("--epochs", type=int, default=8, help="training epochs (default 8)")
+    args = p.parse_args(argv)
+    from mobile_skin import train
+    from mobile_skin.synthetic import write_synthetic_dataset
+
+    started = time.perf_counter()
+    out = Path(args.out)
+    if out.exists():
+        shutil.rmtree(out)
+    data, run = out / "data", out / "runs" / "demo"
+
+    _banner("1/5 synthetic data")
+    csv = write_synthetic_dataset(data, lesions=args.lesions, seed=0)
+    print(f"wrote {csv} and its JPEGs ({args.lesions} lesions)")
+
+    _banner("2/5 train (smoke preset: 64 px, from scratch) and evaluate on the test split")
+    train.main(
+        [
+            "--data",
+            str(data),
+            "--preset",
+            "smoke",
+            "--weights",
+            "none",
+            "--epochs",
+            str(args.epochs),
+            "--out",
+            str(run),
+        ]
+    )
+
+    _banner("3/5 results")
+    import json
+
+    metrics = json.loads((run / "metrics.json").read_text())
+    print(evaluation_table(metrics))
+    print(f"\nreport: {run / 'report.md'} (figures in {run / 'figures'})")
+
+    _banner("4/5 export to TFLite float32 and int8, each gated on parity with Keras")
+    from mobile_skin import parity
+    from mobile_skin.export import export_formats
+
+    rows = export_formats(run, ["tflite_fp32", "tflite_int8"], latency_runs=5)
+    print((run / "export" / parity.PARITY_MD).read_text())
+    failed = [r.format for r in rows if r.status == parity.FAIL]
+    if failed:
+        print(
+            f"note: {', '.join(failed)} failed the parity gate on this tiny demo model "
+            "(the file is kept as model.FAILED.tflite); see the table above"
+        )
+
+    _banner("5/5 speed: the MobileNetV3 rows of Table 10 (benchmarks/latency.py --quick)")
+    from mobile_skin import benchmark
+
+    benchmark.main(["--quick", "--run", str(run), "--image-size", "64", "--threads", "all",
+                    "--out", str(out / "benchmark")])  # fmt: skip
+    print(f"demo finished in {time.perf_counter() - started:.0f} s")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
