@@ -98,7 +98,7 @@ def convert_tflite(
     """
     if mode not in TFLITE_MODES:
         raise UserError(f"unknown TFLite mode {mode!r}; choose from {', '.join(TFLITE_MODES)}")
-    if mode == "int8" and representative_data is None:
+    if mode == "int8" and representative_data is None and not (qat and float_ops):
         raise ValueError("int8 conversion needs representative_data")
     serve = serving_function(model, spec, TFLITE_BATCH)
     converter = tf.lite.TFLiteConverter.from_concrete_functions(

@@ -1,0 +1,304 @@
+"""Quantization-aware training (QAT) before int8 conversion: the ``--qat`` path of the exporter.
+
+:func:`quantize_aware` takes the export-ready float model (the caller's
+:func:`mobile_skin.edge_model.to_edge_model` rewrite) and returns a tfmot quantization-aware
+copy, fine-tuned on the run's training split, which
+:func:`mobile_skin.export_tflite.convert_tflite` (``qat=True``) turns into an int8 file using the
+ranges learnt here.
+
+The steps:
+
+1. :func:`mobile_skin.qat_graph.to_qat_graph` rewrites what tfmot cannot wrap (MobileNetV3's
+   TFOpLambda hard-sigmoid / hard-swish pieces, the Rescaling, SoftAttention) into small layers
+   computing the same ops; :mod:`mobile_skin.qat_scheme` says how each layer type is quantized.
+2. Every layer is annotated except the float head the int8 export keeps
+   (:data:`mobile_skin.edge_model.INT8_FLOAT_OPS`: fully connected layers, the concatenation of
+   partial logits, the output softmax; :func:`mobile_skin.qat_scheme.float_tail`), and
+   ``quantize_apply`` inserts the fake-quant ops. Without fake-quant ranges those layers stay
+   float in the converted file; quantizing them costs agreement (int8 logits tie).
+3. :func:`calibrate` sets every range from float activations on the per-class calibration
+   samples the int8 export uses (tfmot starts every range at [-6, 6] and moves it by an EMA with
+   decay 0.999, far too slowly for a few epochs of fine-tuning); the image input's range is fixed
+   to the spec's [0, 255] (scale 1: raw pixels are exact in int8).
+4. Fine-tuning: the training pipeline with the run's augmentation, BatchNormalization frozen
+   (inference statistics, which the converter folds into the convolutions), validation metrics
+   printed every epoch and the fake-quant model's agreement with the float model before and
+   after. The loss is the class-weighted cross-entropy to the float model's own probabilities
+   (distillation, the default: the export is judged by agreement with the float model) or to
+   the labels (``targets="labels"``).
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Callable, Iterable, Iterator, Sequence
+
+import numpy as np
+import tensorflow as tf
+import tensorflow_model_optimization as tfmot
+import tf_keras
+
+from mobile_skin import qat_scheme
+from mobile_skin.calibration import DEFAULT_SAMPLES, calibration_frame
+from mobile_skin.callbacks import ValidationMetrics
+from mobile_skin.edge_model import INT8_FLOAT_OPS
+from mobile_skin.encoding import CLASSES
+from mobile_skin.errors import UserError
+from mobile_skin.losses import WeightedCategoricalCrossentropy, class_weights
+from mobile_skin.metrics import classification_report
+from mobile_skin.pipeline import make_dataset
+from mobile_skin.qat_describe import describe, feeds_on
+from mobile_skin.qat_graph import to_qat_graph
+from mobile_skin.run import RunPaths, load_run_data
+from mobile_skin.spec import IMAGE_INPUT
+from mobile_skin.splits import subset
+
+qk = tfmot.quantization.keras
+QAT_FORMAT = "tflite_int8_qat"
+#: The image input's int8 range: raw RGB pixels (model_spec.json), scale 1, zero point -128.
+IMAGE_RANGE = (0.0, 255.0)
+
+
+def build_qat_model(
+    model: tf_keras.Model, float_ops: Sequence[str] = INT8_FLOAT_OPS
+) -> tuple[tf_keras.Model, dict[str, str]]:
+    """The quantization-aware (fake-quant) version of ``model``, ranges not yet calibrated.
+
+    Args:
+        model: a functional float model.
+        float_ops: TFLite op types the int8 file will keep in float; the layers converting to
+            them stay float here too (:class:`mobile_skin.qat_scheme.FloatQuantizeConfig`).
+
+    Returns:
+        The QAT model (same input and output names) and, for each layer the graph rewrite
+        created, what it replaces (see :func:`mobile_skin.qat_graph.to_qat_graph`).
+
+    Raises:
+        UserError: a layer has no quantization rule (name and class in the message).
+    """
+    graph, origin = to_qat_graph(model)
+    try:
+        with qk.quantize_scope(qat_scheme.custom_objects()):
+            annotated = _annotate(graph, qat_scheme.float_tail(graph, tuple(float_ops)))
+            qat = qk.quantize_apply(
+                annotated, scheme=qat_scheme.Scheme(), quantized_layer_name_prefix=""
+            )
+    except RuntimeError as err:  # tfmot: "Layer X:<class ...> is not supported. ..."
+        reason = str(err).split(". ")[0]
+        raise UserError(f"--qat: {reason}; add a rule in mobile_skin/qat_scheme.py") from None
+    return qat, origin
+
+
+def _annotate(graph: tf_keras.Model, keep_float: set[str]) -> tf_keras.Model:
+    """``quantize_annotate_model`` for every layer except those named in ``keep_float``."""
+
+    def annotate(layer):
+        return layer if layer.name in keep_float else qk.quantize_annotate_layer(layer)
+
+    return tf_keras.models.clone_model(graph, clone_function=annotate)
+
+
+@contextlib.contextmanager
+def _recording_ranges(stats: dict) -> Iterator[None]:
+    """While active (eager calls only), activation quantizers record min/max and pass values
+    through unquantized; weight quantizers set their range from the weights and quantize."""
+    q = qk.quantizers
+    originals = {
+        cls: cls.__call__
+        for cls in (q.MovingAverageQuantizer, q.AllValuesQuantizer, q.LastValueQuantizer)
+    }
+
+    def record(self, inputs, training, weights, **kwargs):
+        axes = list(range(inputs.shape.rank - 1)) if self.per_axis else None
+        low = np.minimum(tf.reduce_min(inputs, axis=axes).numpy(), 0.0)
+        high = np.maximum(tf.reduce_max(inputs, axis=axes).numpy(), 0.0)
+        key = id(weights["min_var"])
+        if key in stats:
+            low, high = np.minimum(stats[key][2], low), np.maximum(stats[key][3], high)
+        stats[key] = (weights["min_var"], weights["max_var"], low, high)
+        return inputs
+
+    def weights_range(self, inputs, training, weights, **kwargs):
+        return originals[q.LastValueQuantizer](self, inputs, True, weights, **kwargs)
+
+    try:
+        q.MovingAverageQuantizer.__call__ = record
+        q.AllValuesQuantizer.__call__ = record
+        q.LastValueQuantizer.__call__ = weights_range
+        yield
+    finally:
+        for cls, call in originals.items():
+            cls.__call__ = call
+
+
+def calibrate(qat_model: tf_keras.Model, batches: Iterable[dict]) -> int:
+    """Set every fake-quant range of ``qat_model`` from float activations on ``batches``.
+
+    Activation ranges become the min/max (0 included) over all batches, as TFLite's
+    post-training calibration does; weight ranges the weights' own min/max (per channel where
+    quantized per channel); the image input's range :data:`IMAGE_RANGE`.
+
+    Returns:
+        The number of activation ranges set.
+    """
+    stats: dict = {}
+    with _recording_ranges(stats):
+        for inputs in batches:
+            qat_model(inputs, training=False)
+    for min_var, max_var, low, high in stats.values():
+        min_var.assign(np.reshape(low, min_var.shape))
+        max_var.assign(np.reshape(high, max_var.shape))
+    for layer in qat_model.layers:
+        if type(layer).__name__ == "QuantizeLayer" and feeds_on(layer) == IMAGE_INPUT:
+            for var in layer.weights:
+                if var.name.split("/")[-1].split(":")[0].endswith(("_min", "_max")):
+                    var.assign(IMAGE_RANGE[0] if "_min" in var.name else IMAGE_RANGE[1])
+    return len(stats)
+
+
+def quantize_aware(
+    run: RunPaths,
+    model: tf_keras.Model,
+    *,
+    epochs: int = 2,
+    batch_size: int = 32,
+    learning_rate: float = 1e-5,
+    log: Callable[[str], None] = print,
+    steps_per_epoch: int | None = None,
+    calibration_samples: int = DEFAULT_SAMPLES,
+    float_ops: Sequence[str] = INT8_FLOAT_OPS,
+    targets: str = "float_model",
+) -> tuple[tf_keras.Model, list[str]]:
+    """QAT-annotate ``model``, fine-tune it on the run's training split, and say how.
+
+    Args:
+        run: the training run (its config, spec, data, split).
+        model: the float model, already passed through
+            :func:`mobile_skin.edge_model.to_edge_model` by the caller.
+        epochs: fine-tuning epochs (0: calibrated ranges only, no training).
+        batch_size: fine-tuning batch size.
+        learning_rate: Adam learning rate.
+        log: where progress lines go.
+        steps_per_epoch: cap on training steps per epoch (None: the whole training split).
+        calibration_samples: training images (drawn per class) that set the initial ranges.
+        float_ops: TFLite op types the converted file keeps in float (the exporter's
+            ``float_ops``); their layers are not fake-quantized (see :func:`build_qat_model`).
+        targets: what the fine-tuning fits: ``"float_model"`` (default; distillation: the
+            cross-entropy to ``model``'s own probabilities on the same augmented batch, weighted
+            by the true class's weight), which aims at agreement with the float model, or
+            ``"labels"`` (the class-weighted cross-entropy of training), which on the 160-px run
+            raised accuracy but moved a tenth of the answers away from the float model's.
+
+    Returns:
+        The fine-tuned quantization-aware Keras model (inputs ``image``/``metadata``, output
+        ``probs``) and human-readable lines saying which layers are quantized how.
+
+    Raises:
+        UserError: bad arguments, a layer without a quantization rule, unusable run data.
+    """
+    if targets not in TARGETS:
+        raise UserError(f"--qat: unknown fine-tuning targets {targets!r}; choose from {TARGETS}")
+    if epochs < 0 or batch_size < 1 or not learning_rate > 0:
+        raise UserError(
+            f"--qat: epochs ({epochs}) must be >= 0, batch size ({batch_size}) >= 1 and "
+            f"learning rate ({learning_rate}) > 0"
+        )
+    cfg, spec, frame, split = load_run_data(run)
+    train_rows, val_rows = subset(frame, split, "train"), subset(frame, split, "val")
+    size, encoding = spec.image_size, spec.encoding
+
+    qat_model, origin = build_qat_model(model, float_ops)
+    lines = describe(qat_model, origin)
+    calib_rows = calibration_frame(train_rows, calibration_samples, cfg.data.seed)
+    calib = make_dataset(calib_rows, size, batch_size, encoding=encoding, cache=False, labels=False)
+    ranges = calibrate(qat_model, calib)
+    log(f"qat: {ranges} ranges calibrated on {len(calib_rows)} training images")
+
+    val = make_dataset(val_rows, size, 64, encoding=encoding)
+    float_val = _compare_on_val(model, qat_model, val, log, "before fine-tuning")
+    if not epochs:
+        return qat_model, lines
+
+    for layer in qat_model.layers:  # inference statistics, as the converter folds them
+        if isinstance(getattr(layer, "layer", None), tf_keras.layers.BatchNormalization):
+            layer.layer.trainable = False
+    weights = class_weights(train_rows["label"], len(CLASSES)) if cfg.train.class_weights else None
+    loss = WeightedCategoricalCrossentropy(weights)
+    optimizer = tf_keras.optimizers.Adam(learning_rate, epsilon=cfg.train.adam_epsilon)
+    trainer = qat_model if targets == "labels" else _Distiller(qat_model, model, weights)
+    trainer.compile(optimizer=optimizer, loss=loss, metrics=["accuracy"])
+    train = make_dataset(train_rows, size, batch_size, encoding=encoding, training=True,
+                         augmentation=cfg.data.augment, seed=cfg.data.seed)  # fmt: skip
+    steps = steps_per_epoch or int(np.ceil(len(train_rows) / batch_size))
+    if steps_per_epoch:
+        train = train.repeat()
+    history = run.export(QAT_FORMAT) / "qat_history.csv"
+    metrics = ValidationMetrics(val, loss, CLASSES, steps * batch_size, history, print_fn=log)
+    log(f"qat: fine-tuning {epochs} epoch(s) of {steps} steps on {targets}, lr "
+        f"{learning_rate:g}, BatchNorm frozen; history -> {history}")  # fmt: skip
+    trainer.fit(train, epochs=epochs, steps_per_epoch=steps, callbacks=[metrics], verbose=0)
+    _compare_on_val(model, qat_model, val, log, "after fine-tuning", float_val)
+    return qat_model, lines
+
+
+#: What :func:`quantize_aware` can fine-tune towards.
+TARGETS = ("labels", "float_model")
+
+
+class _Distiller(tf_keras.Model):
+    """Trains ``student`` towards ``teacher``'s probabilities (frozen teacher, same batch).
+
+    The loss per example is ``w_y * H(p_teacher, p_student)``, ``w_y`` the class weight of the
+    true label (1 without weights); calling the model calls the student. The epoch's logs hold
+    the mean loss and, as ``accuracy``, the student's top-1 agreement with the teacher.
+    """
+
+    def __init__(self, student, teacher, weights):
+        super().__init__()
+        self.student, self.teacher = student, teacher
+        self.teacher.trainable = False
+        self.class_weights = None if weights is None else tf.constant(weights, tf.float32)
+        self.loss_mean = tf_keras.metrics.Mean(name="loss")
+        self.agreement = tf_keras.metrics.Mean(name="accuracy")
+
+    @property
+    def metrics(self):
+        return [self.loss_mean, self.agreement]
+
+    def call(self, inputs, training=False):
+        return self.student(inputs, training=training)
+
+    def train_step(self, data):
+        x, y = data
+        soft = tf.stop_gradient(self.teacher(x, training=False))
+        with tf.GradientTape() as tape:
+            probs = self.student(x, training=True)
+            ce = tf_keras.losses.categorical_crossentropy(soft, probs)
+            if self.class_weights is not None:
+                ce *= tf.reduce_sum(tf.cast(y, tf.float32) * self.class_weights, axis=-1)
+            loss = tf.reduce_mean(ce)
+        variables = self.student.trainable_variables
+        self.optimizer.apply_gradients(zip(tape.gradient(loss, variables), variables, strict=True))
+        self.loss_mean.update_state(loss)
+        agree = tf.cast(tf.argmax(probs, -1) == tf.argmax(soft, -1), tf.float32)
+        self.agreement.update_state(agree)
+        return {m.name: m.result() for m in self.metrics}
+
+
+def _compare_on_val(model, qat_model, val, log, stage, float_probs=None) -> np.ndarray:
+    """Log float and fake-quant validation metrics and their top-1 agreement.
+
+    Returns:
+        The float model's validation probabilities (pass them back to skip recomputing them).
+    """
+    labels = np.concatenate([y.numpy().argmax(-1) for _, y in val])
+    rows = [] if float_probs is not None else [("float", model.predict(val, verbose=0))]
+    float_probs = rows[0][1] if rows else float_probs
+    qat_probs = qat_model.predict(val, verbose=0)
+    for name, probs in (*rows, (f"qat {stage}", qat_probs)):
+        r = classification_report(labels, probs, CLASSES)
+        log(f"qat: val {name}: accuracy {r['accuracy']:.3f}, balanced {r['balanced_accuracy']:.3f}")
+    agree = float((float_probs.argmax(-1) == qat_probs.argmax(-1)).mean())
+    diff = float(np.abs(float_probs - qat_probs).max())
+    log(f"qat: val top-1 agreement fake-quant vs float {stage} {agree:.3f}, max |dp| {diff:.4f}")
+    return float_probs

@@ -1,0 +1,238 @@
+"""Quantization-aware training on the smoke run: exact rewrite, calibrated fake-quant, int8 file."""
+
+from __future__ import annotations
+
+import re
+from collections import Counter
+
+import numpy as np
+import pytest
+import tensorflow as tf
+import tf_keras
+
+from mobile_skin import edge_model, qat
+from mobile_skin.edge_model import INT8_FLOAT_OPS
+from mobile_skin.errors import UserError
+from mobile_skin.export_tflite import convert_tflite
+from mobile_skin.model import load_model
+from mobile_skin.pipeline import make_dataset
+from mobile_skin.qat_graph import (
+    ChannelSum,
+    ConstantAdd,
+    ConstantScale,
+    GammaScale,
+    SpatialSoftmax,
+    to_qat_graph,
+)
+from mobile_skin.run import load_run_data
+from mobile_skin.spec import IMAGE_INPUT, METADATA_INPUT, OUTPUT
+from mobile_skin.splits import subset
+
+
+@pytest.fixture(scope="module")
+def smoke(smoke_run):
+    """The smoke run's float model, spec, and a few of its test images."""
+    cfg, spec, frame, split = load_run_data(smoke_run)
+    rows = subset(frame, split, "test").head(16)
+    batches = make_dataset(rows, spec.image_size, 16, encoding=spec.encoding, labels=False)
+    inputs = next(iter(batches))
+    return load_model(smoke_run.best_model), spec, {k: v.numpy() for k, v in inputs.items()}
+
+
+@pytest.fixture(scope="module")
+def calibrated(smoke_run, smoke):
+    """What the exporter does: ``quantize_aware`` on the edge model, here without fine-tuning."""
+    edge = edge_model.to_edge_model(smoke[0])
+    log: list[str] = []
+    qat_model, lines = qat.quantize_aware(
+        smoke_run, edge, epochs=0, calibration_samples=14, log=log.append
+    )
+    return edge, qat_model, lines, log
+
+
+def test_rewrite_computes_the_same_function_bit_for_bit(smoke):
+    model, _, inputs = smoke
+    graph, origin = to_qat_graph(model)
+    kinds = Counter(type(layer).__name__ for layer in graph.layers)
+    assert not {"TFOpLambda", "SoftAttention", "Rescaling"} & set(kinds)
+    assert kinds["ConstantAdd"] == kinds["ConstantScale"] == 26  # 25 TFOpLambda each + Rescaling
+    assert set(origin.values()) == {
+        "TFOpLambda __operators__.add", "TFOpLambda math.multiply", "Rescaling", "SoftAttention"
+    }  # fmt: skip
+    assert graph.output_names == [OUTPUT]
+    assert sorted(graph.input_names) == [IMAGE_INPUT, METADATA_INPUT]
+    assert len(graph.weights) == len(model.weights)
+    want = model(inputs, training=False).numpy()
+    got = graph(inputs, training=False).numpy()
+    assert np.array_equal(want, got)
+    # The edge model (what the exporter passes) keeps only the Rescaling to rewrite.
+    edge = edge_model.to_edge_model(model)
+    graph, origin = to_qat_graph(edge)
+    assert set(origin.values()) == {"Rescaling"}
+    assert np.array_equal(
+        edge(inputs, training=False).numpy(), graph(inputs, training=False).numpy()
+    )
+
+
+def test_small_layers_compute_by_hand_and_round_trip():
+    x = tf.constant([[[[-4.0, 0.5], [2.0, 9.0]]]])  # (1, 1, 2, 2)
+    np.testing.assert_array_equal(ConstantAdd(3.0)(x).numpy(), x.numpy() + 3.0)
+    np.testing.assert_array_equal(ConstantScale(0.5)(x).numpy(), x.numpy() * 0.5)
+    np.testing.assert_array_equal(ChannelSum()(x).numpy(), [[[[-3.5], [11.0]]]])
+    np.testing.assert_allclose(GammaScale(2.0)(x).numpy(), 2.0 * x.numpy())
+    soft = SpatialSoftmax()(x).numpy()  # softmax over the 2 positions, per channel
+    np.testing.assert_allclose(soft.sum(axis=(1, 2)), 1.0, rtol=1e-6)
+    want = np.exp([-4.0, 2.0]) / np.exp([-4.0, 2.0]).sum()
+    np.testing.assert_allclose(soft[0, 0, :, 0], want, rtol=1e-6)
+    for layer in (ConstantAdd(3.0, name="a"), ConstantScale(0.25), GammaScale(1.5)):
+        clone = type(layer).from_config(layer.get_config())
+        assert clone.get_config() == layer.get_config()
+
+
+def _check_calibrated(model, qat_model, lines, log, inputs):
+    assert any(re.fullmatch(r"qat: \d+ ranges calibrated on 14 training images", x) for x in log)
+    assert any(x.startswith("qat: val top-1 agreement fake-quant vs float") for x in log), log
+    assert qat_model.output_names == [OUTPUT]
+    text = "\n".join(lines)
+    for kind in {type(layer).__name__ for layer in model.layers}:
+        assert kind in text, f"{kind} missing from the description"
+    # Every activation range was calibrated: none is still tfmot's initial [-6, 6]. (Kernel
+    # ranges are set from the weights; the edge model's x6 depthwise kernels really are +-6.)
+    ranges = {w.name: w.numpy() for w in qat_model.weights if w.name.endswith(("_min:0", "_max:0"))}
+    mins = [name for name in ranges if name.endswith("_min:0") and "kernel" not in name]
+    untouched = [
+        n for n in mins if np.all(ranges[n] == -6) and np.all(ranges[n[:-6] + "_max:0"] == 6)
+    ]
+    assert len(mins) > 80 and not untouched, untouched
+    # Fake-quant noise only. The bounds cover the smoke models this fixture trains (a new one
+    # each session), whose barely trained layers amplify int8 rounding over ~50 layers: measured
+    # mean |dp| from 7e-5 to 0.04; per-image max |dp| mostly ~0.01-0.1, single images up to 0.61.
+    want = model(inputs, training=False).numpy()
+    got = qat_model(inputs, training=False).numpy()
+    per_image = np.abs(got - want).max(axis=1)
+    assert np.abs(got - want).mean() < 0.08, np.abs(got - want).mean()
+    assert np.median(per_image) < 0.2 and per_image.max() < 0.9, per_image
+    # The image input is exact in int8 (fixed range [0, 255], scale 1).
+    image_q = next(layer for layer in qat_model.layers if type(layer).__name__ == "QuantizeLayer"
+                   and qat.feeds_on(layer) == IMAGE_INPUT)  # fmt: skip
+    np.testing.assert_array_equal(image_q(inputs[IMAGE_INPUT], training=False), inputs[IMAGE_INPUT])
+
+
+def test_calibrated_qat_model_is_close_to_float_and_described(calibrated, smoke):
+    edge, qat_model, lines, log = calibrated
+    _check_calibrated(edge, qat_model, lines, log, smoke[2])
+    # The head the int8 export keeps in float is left unwrapped (float) and said so; the
+    # positional softmax, which feeds int8 ops, is int8 at TFLite's fixed softmax scale.
+    plain = Counter(
+        type(layer).__name__
+        for layer in qat_model.layers
+        if type(layer).__name__ not in ("InputLayer", "QuantizeLayer", "QuantizeWrapperV2")
+    )
+    assert plain == {"Dense": 5, "Concatenate": 1, "Activation": 1}, plain
+    text = "\n".join(lines)
+    assert "Dense x 5: float32 FULLY_CONNECTED, not fake-quantized" in text
+    assert "Activation x 1: float32 SOFTMAX" in text
+    assert "Softmax x 1: int8 output, fixed range [0, 0.996094]" in text
+    assert "DepthwiseConv2D x 32: int8 depthwise_kernel per-channel" in text
+
+
+@pytest.mark.slow  # the same checks on the trained (not edge-rewritten) graph, ~25 s
+def test_trained_graph_calibrates_too(smoke, smoke_run):
+    model, _, inputs = smoke
+    log: list[str] = []
+    qat_model, lines = qat.quantize_aware(
+        smoke_run, model, epochs=0, calibration_samples=14, log=log.append
+    )
+    _check_calibrated(model, qat_model, lines, log, inputs)
+    assert "TFOpLambda __operators__.add -> ConstantAdd x 25" in "\n".join(lines)
+
+
+@pytest.mark.slow  # fine-tuning traces the training step of the whole QAT graph (~1 min)
+@pytest.mark.parametrize("targets", ["labels", "float_model"])
+def test_quantize_aware_fine_tunes(targets, smoke_run, smoke):
+    model = edge_model.to_edge_model(smoke[0])
+    log: list[str] = []
+    qat_model, lines = qat.quantize_aware(
+        smoke_run, model, epochs=1, batch_size=8, steps_per_epoch=2, calibration_samples=14,
+        targets=targets, learning_rate=1e-3, log=log.append,
+    )  # fmt: skip
+    # (lr 1e-3: with Adam's epsilon 0.1 and a student that starts next to its teacher, two
+    # distillation steps at 1e-5 can move the first kernel by less than a float32 ulp.)
+    assert any(line.startswith("epoch 1/1:") and "bal_acc" in line for line in log), log
+    assert any(f"steps on {targets}" in line for line in log), log
+    assert any("fake-quant vs float after fine-tuning" in line for line in log), log
+    # Weights moved (int8 convolution and float head alike), BatchNorm statistics stayed.
+    kernel = _var(qat_model.get_layer("Conv"), "Conv/kernel:0")
+    assert not np.array_equal(kernel, model.get_layer("Conv").kernel.numpy())
+    head = qat_model.get_layer(f"{OUTPUT}/logits").kernel.numpy()
+    assert not np.array_equal(head, model.get_layer(f"{OUTPUT}/logits").kernel.numpy())
+    bn = qat_model.get_layer("Conv/BatchNorm/div6").layer
+    frozen = model.get_layer("Conv/BatchNorm/div6").moving_mean.numpy()
+    np.testing.assert_array_equal(bn.moving_mean.numpy(), frozen)
+    text = "\n".join(lines)
+    for kind in {type(layer).__name__ for layer in model.layers}:
+        assert kind in text, f"{kind} missing from the description"
+
+
+def _var(wrapper, name: str) -> np.ndarray:
+    """The variable called ``name`` of a QuantizeWrapper (it replaces the layer's attribute)."""
+    return next(w.numpy() for w in wrapper.weights if w.name == name)
+
+
+@pytest.fixture(scope="module")
+def converted(calibrated, smoke):
+    """The calibrated QAT model through the exporter's conversion (float head kept)."""
+    return convert_tflite(calibrated[1], smoke[1], "int8", None, INT8_FLOAT_OPS, qat=True)
+
+
+@pytest.mark.filterwarnings("ignore:.*tf.lite.Interpreter is deprecated")
+def test_converted_file_is_int8_but_the_head_and_runs_by_signature(converted, calibrated, smoke):
+    from ai_edge_litert.interpreter import Interpreter
+
+    interpreter = Interpreter(model_content=converted)
+    tensors = {t["index"]: t for t in interpreter.get_tensor_details()}
+    ops = interpreter._get_ops_details()
+    float_ops = []
+    for op in ops:
+        dtypes = {tensors[i]["dtype"] for i in [*op["inputs"], *op["outputs"]] if i >= 0}
+        if np.float32 in dtypes:
+            float_ops.append(op["op_name"])
+    # The image's QUANTIZE, a DEQUANTIZE into each float partial logit, and the float head
+    # (metadata Dense, 3 partial Dense, the logit sum, their concatenation, the output softmax).
+    assert Counter(float_ops) == {
+        "QUANTIZE": 1, "DEQUANTIZE": 2, "FULLY_CONNECTED": 5, "CONCATENATION": 1, "SOFTMAX": 1,
+    }, Counter(float_ops)  # fmt: skip
+    kinds = Counter(op["op_name"] for op in ops)
+    assert kinds["CONV_2D"] == 45 and kinds["DEPTHWISE_CONV_2D"] == 32 and kinds["SOFTMAX"] == 2
+    assert kinds["HARD_SWISH"] == 0 and "FLEX" not in str(kinds)
+    signature = interpreter.get_signature_list()["serving_default"]
+    assert sorted(signature["inputs"]) == [IMAGE_INPUT, METADATA_INPUT]
+    assert signature["outputs"] == [OUTPUT]
+    runner = interpreter.get_signature_runner("serving_default")
+    inputs, qat_model = smoke[2], calibrated[1]
+    want = qat_model(inputs, training=False).numpy()
+    for i in range(4):
+        got = runner(**{k: v[i : i + 1] for k, v in inputs.items()})[OUTPUT]
+        assert got.shape == (1, 7) and abs(float(got.sum()) - 1.0) < 1e-4  # float softmax
+        # The integer kernels round differently from fake-quant; ~50 layers of that drift.
+        assert np.abs(got[0] - want[i]).max() < 0.5
+
+
+def test_bad_arguments_and_unquantizable_layers_are_one_line_errors(smoke_run, smoke):
+    with pytest.raises(UserError, match="epochs"):
+        qat.quantize_aware(smoke_run, smoke[0], epochs=-1)
+    with pytest.raises(UserError, match="targets 'teacher'"):
+        qat.quantize_aware(smoke_run, smoke[0], targets="teacher")
+    x = tf_keras.Input((4,), name="x")
+    y = tf_keras.layers.Dense(2, name="d")(tf.math.sin(x))
+    with pytest.raises(UserError, match=r"TFOpLambda math\.sin"):
+        qat.build_qat_model(tf_keras.Model(x, y))
+
+    @tf_keras.saving.register_keras_serializable(package="test_qat")
+    class Mystery(tf_keras.layers.Layer):
+        def call(self, t):
+            return t * 2.0
+
+    x = tf_keras.Input((4,), name="x")
+    with pytest.raises(UserError, match=r"--qat: Layer m:.*Mystery.* is not supported"):
+        qat.build_qat_model(tf_keras.Model(x, tf_keras.layers.Dense(2)(Mystery(name="m")(x))))
