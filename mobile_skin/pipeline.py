@@ -7,6 +7,8 @@ float32 in 0..255. Normalisation happens inside the model.
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import pandas as pd
 import tensorflow as tf
@@ -38,7 +40,13 @@ def load_image(path: str, size: int) -> np.ndarray:
         data = tf.io.read_file(str(path))
         return resize_image(decode_image(data), size).numpy().astype(np.float32)
     except (tf.errors.InvalidArgumentError, tf.errors.NotFoundError) as err:
-        raise UserError(f"{path}: not a readable image ({err.message.splitlines()[0]})") from None
+        raise UserError(f"{path}: not a readable image ({_tf_reason(err)})") from None
+
+
+def _tf_reason(err: tf.errors.OpError) -> str:
+    """The readable part of a TensorFlow op error: no ``{{function_node ...}}`` or ``[Op:...]``."""
+    text = re.sub(r"\{\{[^}]*\}\}", "", err.message.splitlines()[0])
+    return re.sub(r"\s*\[Op:[^\]]*\].*$", "", text).strip()
 
 
 def augment(image: tf.Tensor, kind: str, seed: tf.Tensor) -> tf.Tensor:

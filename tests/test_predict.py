@@ -115,3 +115,4 @@ def test_bad_input_is_one_line_and_exit_2(args, message, models, images, broken,
     assert exit_.value.code == 2
     err = capsys.readouterr().err.strip()
     assert err.startswith("error: ") and message in err and "\n" not in err
+    assert "{{" not in err and "[Op:" not in err  # no TensorFlow internals in the message
