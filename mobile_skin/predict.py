@@ -124,6 +124,9 @@ def main(argv: list[str] | None = None) -> int:
         threads=args.threads,
     )
     print("\n".join(format_prediction(pred) for pred in preds))
+    if ".FAILED." in Path(args.model).name:
+        print(f"warning: {args.model} failed the export's parity gate", file=sys.stderr)
+    print("note: a research model's output, not a diagnosis", file=sys.stderr)
     return 0
 
 

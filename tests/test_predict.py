@@ -48,6 +48,14 @@ def test_the_same_top1_through_every_runtime(models, images):
         assert preds["onnx"][i].probs.sum() == pytest.approx(1.0, abs=1e-5)
 
 
+def test_a_model_that_failed_the_gate_is_flagged(models, images, tmp_path, capsys):
+    failed = tmp_path / "model.FAILED.onnx"
+    shutil.copy(models["onnx"], failed)
+    shutil.copy(models["onnx"].parent / "model_spec.json", tmp_path)
+    assert main([images[0], "--model", str(failed)]) == 0
+    assert "failed the export's parity gate" in capsys.readouterr().err
+
+
 def test_cli_prints_top3_with_full_names(models, images, capsys):
     assert (
         main(
@@ -65,8 +73,10 @@ def test_cli_prints_top3_with_full_names(models, images, capsys):
         )
         == 0
     )
-    out = capsys.readouterr().out.splitlines()
+    captured = capsys.readouterr()
+    out = captured.out.splitlines()
     assert out[0] == images[0] and out[4] == images[1] and len(out) == 8
+    assert "not a diagnosis" in captured.err
     assert out[1].lstrip().startswith("1. ") and out[1].rstrip().endswith("%")
     names = ("melanoma", "nevus", "carcinoma", "keratosis", "dermatofibroma", "vascular")
     assert all(any(n in line for n in names) for line in out[1:4])
