@@ -13,28 +13,20 @@ import argparse
 import sys
 
 from mobile_skin.errors import cli
+from mobile_skin.export_cli import add_shared_arguments
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(
         prog="python export/to_onnx.py", description=__doc__.splitlines()[0]
     )
-    p.add_argument("run", nargs="?", help="training run directory (default runs/latest)")
-    p.add_argument("--opset", type=int, default=17, help="ONNX opset (default 17; 13..18)")
+    add_shared_arguments(p)
+    p.add_argument("--opset", type=int, help="ONNX opset, 13..18 (default: the exporter's, 17)")
     p.add_argument(
         "--int8",
         action="store_true",
         help="static int8 quantization (QDQ, per-channel weights), calibrated",
     )
-    p.add_argument(
-        "--calibration-samples",
-        type=int,
-        default=300,
-        metavar="N",
-        help="training-split images for int8 calibration, drawn per class (default 300)",
-    )
-    p.add_argument("--no-verify", action="store_true", help="skip the parity gate (says so)")
-    p.add_argument("--data", help="read the images from here instead of the run's data directory")
     return p.parse_args(argv)
 
 

@@ -13,13 +13,14 @@ import argparse
 import sys
 
 from mobile_skin.errors import UserError, cli
+from mobile_skin.export_cli import add_shared_arguments
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(
         prog="python export/to_tflite.py", description=__doc__.splitlines()[0]
     )
-    p.add_argument("run", nargs="?", help="training run directory (default runs/latest)")
+    add_shared_arguments(p)
     mode = p.add_mutually_exclusive_group()
     for name, text in (
         ("fp32", "float32, no optimisation (default)"),
@@ -33,15 +34,6 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         action="store_true",
         help="quantization-aware fine-tuning first, then int8 (format tflite_int8_qat)",
     )
-    p.add_argument(
-        "--calibration-samples",
-        type=int,
-        default=300,
-        metavar="N",
-        help="training-split images for int8 calibration, drawn per class (default 300)",
-    )
-    p.add_argument("--no-verify", action="store_true", help="skip the parity gate (says so)")
-    p.add_argument("--data", help="read the images from here instead of the run's data directory")
     args = p.parse_args(argv)
     if args.qat and args.mode not in (None, "int8"):
         raise UserError(f"--qat converts to int8; it cannot be combined with --{args.mode}")
