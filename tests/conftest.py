@@ -45,3 +45,15 @@ def exported(smoke_run):
         smoke_run.root, formats, calibration_samples=35, latency_runs=1, log=lambda _m: None
     )
     return dict(zip(formats, rows, strict=True)).__getitem__
+
+
+@pytest.fixture(scope="session")
+def model_files(smoke_run, exported) -> dict[str, Path]:
+    """The smoke run's model as ``.keras``, float32 ``.tflite`` and float32 ``.onnx``."""
+    exported("tflite_fp32")
+    exported("onnx_fp32")
+    return {
+        "keras": smoke_run.best_model,
+        "tflite": smoke_run.export("tflite_fp32") / "model.tflite",
+        "onnx": smoke_run.export("onnx_fp32") / "model.onnx",
+    }

@@ -12,17 +12,6 @@ from mobile_skin.predict import main, predict_images
 
 
 @pytest.fixture(scope="module")
-def models(smoke_run, exported) -> dict[str, str]:
-    exported("tflite_fp32")
-    exported("onnx_fp32")
-    return {
-        "keras": smoke_run.best_model,
-        "tflite": smoke_run.export("tflite_fp32") / "model.tflite",
-        "onnx": smoke_run.export("onnx_fp32") / "model.onnx",
-    }
-
-
-@pytest.fixture(scope="module")
 def images(synthetic_root, tmp_path_factory) -> list[str]:
     """A synthetic lesion image, and a large 'photo' in another format and aspect ratio."""
     out = tmp_path_factory.mktemp("photos")
@@ -34,10 +23,10 @@ def images(synthetic_root, tmp_path_factory) -> list[str]:
     return [lesion, str(out / "photo.png")]
 
 
-def test_the_same_top1_through_every_runtime(models, images):
+def test_the_same_top1_through_every_runtime(model_files, images):
     preds = {
         k: predict_images(path, images, age="55", sex="male", site="back")
-        for k, path in models.items()
+        for k, path in model_files.items()
     }
     for i in range(len(images)):
         tops = {k: p[i].top[0][0] for k, p in preds.items()}
@@ -48,21 +37,21 @@ def test_the_same_top1_through_every_runtime(models, images):
         assert preds["onnx"][i].probs.sum() == pytest.approx(1.0, abs=1e-5)
 
 
-def test_a_model_that_failed_the_gate_is_flagged(models, images, tmp_path, capsys):
+def test_a_model_that_failed_the_gate_is_flagged(model_files, images, tmp_path, capsys):
     failed = tmp_path / "model.FAILED.onnx"
-    shutil.copy(models["onnx"], failed)
-    shutil.copy(models["onnx"].parent / "model_spec.json", tmp_path)
+    shutil.copy(model_files["onnx"], failed)
+    shutil.copy(model_files["onnx"].parent / "model_spec.json", tmp_path)
     assert main([images[0], "--model", str(failed)]) == 0
     assert "failed the export's parity gate" in capsys.readouterr().err
 
 
-def test_cli_prints_top3_with_full_names(models, images, capsys):
+def test_cli_prints_top3_with_full_names(model_files, images, capsys):
     assert (
         main(
             [
                 *images,
                 "--model",
-                str(models["onnx"]),
+                str(model_files["onnx"]),
                 "--sex",
                 "unknown",
                 "--site",
@@ -83,16 +72,16 @@ def test_cli_prints_top3_with_full_names(models, images, capsys):
 
 
 @pytest.fixture
-def broken(models, tmp_path) -> dict[str, str]:
+def broken(model_files, tmp_path) -> dict[str, str]:
     """Truncated model files with their specs beside them, and a text file named like a JPEG."""
     out = {}
     for kind in ("tflite", "onnx"):
         d = tmp_path / kind
         d.mkdir()
-        shutil.copy(models[kind].parent / "model_spec.json", d)
-        data = models[kind].read_bytes()
-        (d / models[kind].name).write_bytes(data[: len(data) // 2])
-        out[kind] = str(d / models[kind].name)
+        shutil.copy(model_files[kind].parent / "model_spec.json", d)
+        data = model_files[kind].read_bytes()
+        (d / model_files[kind].name).write_bytes(data[: len(data) // 2])
+        out[kind] = str(d / model_files[kind].name)
     (tmp_path / "notes.jpg").write_text("not an image")
     out["text"] = str(tmp_path / "notes.jpg")
     return out
@@ -111,11 +100,13 @@ def broken(models, tmp_path) -> dict[str, str]:
         (["{img}", "--model", "{onnx}", "--age", "old"], "age 'old' is not a number"),
     ],
 )
-def test_bad_input_is_one_line_and_exit_2(args, message, models, images, broken, tmp_path, capsys):
+def test_bad_input_is_one_line_and_exit_2(
+    args, message, model_files, images, broken, tmp_path, capsys
+):
     values = {
         "img": images[0],
         "tmp": tmp_path,
-        "onnx": models["onnx"],
+        "onnx": model_files["onnx"],
         "text": broken["text"],
         "tflite_bad": broken["tflite"],
         "onnx_bad": broken["onnx"],

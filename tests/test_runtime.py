@@ -35,24 +35,13 @@ def batch(spec, synthetic_root) -> dict[str, np.ndarray]:
 
 
 @pytest.fixture(scope="module")
-def files(smoke_run, exported) -> dict[str, str]:
-    exported("tflite_fp32")
-    exported("onnx_fp32")
-    return {
-        "keras": smoke_run.best_model,
-        "tflite": smoke_run.export("tflite_fp32") / "model.tflite",
-        "onnx": smoke_run.export("onnx_fp32") / "model.onnx",
-    }
-
-
-@pytest.fixture(scope="module")
-def keras_probs(files, spec, batch) -> np.ndarray:
-    return load_runtime(files["keras"], spec).predict(batch)
+def keras_probs(model_files, spec, batch) -> np.ndarray:
+    return load_runtime(model_files["keras"], spec).predict(batch)
 
 
 @pytest.mark.parametrize("kind", ["keras", "tflite", "onnx"])
-def test_inputs_are_matched_by_name_not_order(kind, files, spec, batch, keras_probs):
-    rt = load_runtime(files[kind], spec, threads=1)
+def test_inputs_are_matched_by_name_not_order(kind, model_files, spec, batch, keras_probs):
+    rt = load_runtime(model_files[kind], spec, threads=1)
     assert rt.kind == kind and sorted(rt.input_names) == ["image", "metadata"]
     forward = rt.predict({"image": batch["image"], "metadata": batch["metadata"]})
     backward = rt.predict({"metadata": batch["metadata"], "image": batch["image"]})
@@ -61,15 +50,15 @@ def test_inputs_are_matched_by_name_not_order(kind, files, spec, batch, keras_pr
     np.testing.assert_allclose(forward, keras_probs, atol=1e-4)
 
 
-def test_tflite_has_fixed_batch_one_and_loops_over_a_batch(files, spec, batch):
-    rt = load_runtime(files["tflite"], spec)
+def test_tflite_has_fixed_batch_one_and_loops_over_a_batch(model_files, spec, batch):
+    rt = load_runtime(model_files["tflite"], spec)
     assert isinstance(rt, TFLiteRuntime) and rt.fixed_batch == 1
     rows = [rt.predict({k: v[i : i + 1] for k, v in batch.items()}) for i in range(3)]
     np.testing.assert_array_equal(rt.predict(batch), np.concatenate(rows))
 
 
-def test_onnx_batch_is_dynamic(files, spec, batch):
-    rt = load_runtime(files["onnx"], spec)
+def test_onnx_batch_is_dynamic(model_files, spec, batch):
+    rt = load_runtime(model_files["onnx"], spec)
     assert isinstance(rt, OnnxRuntime) and rt.fixed_batch is None
     assert rt.session.get_inputs()[0].shape[0] == "batch"
     one = rt.predict({k: v[:1] for k, v in batch.items()})
@@ -77,11 +66,11 @@ def test_onnx_batch_is_dynamic(files, spec, batch):
 
 
 def test_an_onnx_file_with_its_inputs_in_the_other_order_gives_the_same_answer(
-    files, spec, batch, keras_probs, tmp_path
+    model_files, spec, batch, keras_probs, tmp_path
 ):
     import onnx
 
-    proto = onnx.load(str(files["onnx"]))
+    proto = onnx.load(str(model_files["onnx"]))
     inputs = list(proto.graph.input)
     assert [i.name for i in inputs] == ["image", "metadata"]
     del proto.graph.input[:]
@@ -94,7 +83,7 @@ def test_an_onnx_file_with_its_inputs_in_the_other_order_gives_the_same_answer(
 
 
 def test_a_keras_model_declaring_metadata_first_exports_and_runs_by_name(
-    files, spec, batch, keras_probs, tmp_path
+    model_files, spec, batch, keras_probs, tmp_path
 ):
     import onnx
     import tf_keras
@@ -103,7 +92,7 @@ def test_a_keras_model_declaring_metadata_first_exports_and_runs_by_name(
     from mobile_skin.model import load_model
     from mobile_skin.runtime import KerasRuntime
 
-    base = load_model(files["keras"])
+    base = load_model(model_files["keras"])
     meta = tf_keras.Input((spec.encoding.size,), name="metadata")
     image = tf_keras.Input((spec.image_size, spec.image_size, 3), name="image")
     flipped = tf_keras.Model([meta, image], base({"image": image, "metadata": meta}))
@@ -118,13 +107,13 @@ def test_a_keras_model_declaring_metadata_first_exports_and_runs_by_name(
 
 @pytest.mark.slow
 def test_a_tflite_file_declaring_metadata_first_runs_by_name(
-    files, spec, batch, keras_probs, tmp_path
+    model_files, spec, batch, keras_probs, tmp_path
 ):
     import tensorflow as tf
 
     from mobile_skin.model import load_model
 
-    model = load_model(files["keras"])
+    model = load_model(model_files["keras"])
     s, d = spec.image_size, spec.encoding.size
 
     @tf.function(
@@ -149,8 +138,8 @@ def test_a_tflite_file_declaring_metadata_first_runs_by_name(
     np.testing.assert_allclose(rt.predict(batch), keras_probs, atol=1e-4)
 
 
-def test_missing_or_unknown_inputs_are_user_errors(files, spec, batch):
-    rt = load_runtime(files["onnx"], spec)
+def test_missing_or_unknown_inputs_are_user_errors(model_files, spec, batch):
+    rt = load_runtime(model_files["onnx"], spec)
     with pytest.raises(UserError, match="missing metadata"):
         rt.predict({"image": batch["image"]})
     with pytest.raises(UserError, match="unexpected age"):
@@ -161,8 +150,8 @@ def test_missing_or_unknown_inputs_are_user_errors(files, spec, batch):
 
 @pytest.mark.parametrize("suffix", [".tflite", ".onnx"])
 @pytest.mark.parametrize("damage", ["truncated", "garbage", "empty"])
-def test_a_damaged_model_file_is_a_one_line_error_naming_it(suffix, damage, files, tmp_path):
-    good = files[suffix[1:]].read_bytes()
+def test_a_damaged_model_file_is_a_one_line_error_naming_it(suffix, damage, model_files, tmp_path):
+    good = model_files[suffix[1:]].read_bytes()
     content = {"truncated": good[: len(good) // 3], "garbage": b"not a model" * 100, "empty": b""}
     path = tmp_path / f"model{suffix}"
     path.write_bytes(content[damage])
@@ -171,13 +160,13 @@ def test_a_damaged_model_file_is_a_one_line_error_naming_it(suffix, damage, file
     assert str(path) in str(err.value) and "\n" not in str(err.value)
 
 
-def test_missing_file_unknown_type_and_spec_mismatch(files, spec, tmp_path):
+def test_missing_file_unknown_type_and_spec_mismatch(model_files, spec, tmp_path):
     with pytest.raises(UserError, match="model file not found"):
         load_runtime(tmp_path / "nope.tflite")
     with pytest.raises(UserError, match="unknown model type"):
         load_runtime(tmp_path / "model.pt")
     small = ModelSpec(image_size=32, encoding=spec.encoding)
     with pytest.raises(UserError, match="the spec says 32x32"):
-        load_runtime(files["tflite"], small)
+        load_runtime(model_files["tflite"], small)
     with pytest.raises(UserError, match="do not match the spec"):
-        load_runtime(files["onnx"], ModelSpec(image_size=spec.image_size, encoding=None))
+        load_runtime(model_files["onnx"], ModelSpec(image_size=spec.image_size, encoding=None))
