@@ -1,8 +1,9 @@
 """Convert a training run's model to TFLite and gate it on accuracy parity with Keras.
 
-Usage: ``python export/to_tflite.py [RUN_DIR] [--fp32|--fp16|--dynamic|--int8] [--qat]
-[--calibration-samples N] [--no-verify]``. Writes ``RUN_DIR/export/tflite_<mode>/model.tflite``
-with ``model_spec.json`` and ``labels.txt``, and the parity row in ``RUN_DIR/export/parity.md``.
+Usage: ``python export/to_tflite.py [RUN_DIR] [--fp32|--fp16|--dynamic|--int8]
+[--qat [--qat-epochs N] [--qat-lr LR]] [--calibration-samples N] [--no-verify]``.
+Writes ``RUN_DIR/export/tflite_<mode>/model.tflite`` with ``model_spec.json`` and ``labels.txt``,
+and the parity row in ``RUN_DIR/export/parity.md``.
 Exit status: 0 passed (or not verified), 1 failed the parity gate, 2 bad input.
 Argument parsing only; the work is :func:`mobile_skin.export.export_and_verify`.
 """
@@ -12,6 +13,7 @@ from __future__ import annotations
 import argparse
 import sys
 
+from mobile_skin.config import QAT_EPOCHS, QAT_LEARNING_RATE
 from mobile_skin.errors import UserError, cli
 from mobile_skin.export_cli import add_shared_arguments
 
@@ -34,7 +36,21 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         action="store_true",
         help="quantization-aware fine-tuning first, then int8 (format tflite_int8_qat)",
     )
+    p.add_argument(
+        "--qat-epochs",
+        type=int,
+        metavar="N",
+        help=f"with --qat: fine-tuning epochs (default {QAT_EPOCHS}; 0: calibrated ranges only)",
+    )
+    p.add_argument(
+        "--qat-lr",
+        type=float,
+        metavar="LR",
+        help=f"with --qat: Adam learning rate (default {QAT_LEARNING_RATE:g})",
+    )
     args = p.parse_args(argv)
+    if not args.qat and (args.qat_epochs is not None or args.qat_lr is not None):
+        raise UserError("--qat-epochs and --qat-lr only apply with --qat")
     if args.qat and args.mode not in (None, "int8"):
         raise UserError(f"--qat converts to int8; it cannot be combined with --{args.mode}")
     return args
@@ -53,6 +69,8 @@ def main(argv: list[str] | None = None) -> int:
         calibration_samples=args.calibration_samples,
         verify=not args.no_verify,
         data_dir=args.data,
+        qat_epochs=args.qat_epochs,
+        qat_learning_rate=args.qat_lr,
     )
     return exit_status(row)
 

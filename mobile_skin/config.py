@@ -166,6 +166,12 @@ class RunConfig:
             raise UserError(f"{path}: not valid JSON ({err})") from None
 
 
+#: Quantization-aware fine-tuning before int8 export (``export/to_tflite.py --qat``;
+#: :func:`mobile_skin.qat.quantize_aware`): epochs and Adam learning rate, distilling the float
+#: model. Here rather than in :mod:`mobile_skin.qat` so ``--help`` answers without TensorFlow.
+QAT_EPOCHS = 2
+QAT_LEARNING_RATE = 1e-5
+
 #: Named starting points. ``smoke`` runs the whole pipeline on 2 CPU cores in a few minutes.
 PRESETS: dict[str, dict] = {
     "default": {},

@@ -83,6 +83,8 @@ def export_formats(
     data_dir: str | None = None,
     threads: int | None = None,
     latency_runs: int = parity.LATENCY_RUNS,
+    qat_epochs: int | None = None,
+    qat_learning_rate: float | None = None,
     log: Log = print,
 ) -> list[ParityRow]:
     """Export the run's model to several formats, loading the model, data and reference once.
@@ -99,6 +101,8 @@ def export_formats(
         data_dir: read the images from here instead of the run's data directory.
         threads: CPU threads for the exported models' runtimes (default: all cores).
         latency_runs: timed runs for the indicative latency (0 skips it).
+        qat_epochs, qat_learning_rate: fine-tuning of ``tflite_int8_qat`` (None: the defaults
+            of :func:`mobile_skin.qat.quantize_aware`).
         log: where progress goes.
 
     Returns:
@@ -118,6 +122,20 @@ def export_formats(
         raise UserError(f"{paths.best_model}: model file not found (did training finish?)")
     if int8:
         calibration.check_sample_count(calibration_samples)
+    qat_options = {
+        key: value
+        for key, value in (("epochs", qat_epochs), ("learning_rate", qat_learning_rate))
+        if value is not None
+    }
+    if qat_options and "tflite_int8_qat" not in formats:
+        raise UserError("--qat-epochs and --qat-lr only apply with --qat")
+    if (qat_epochs is not None and qat_epochs < 0) or (
+        qat_learning_rate is not None and not qat_learning_rate > 0
+    ):
+        raise UserError(
+            f"--qat-epochs must be >= 0 (got {qat_epochs}) and --qat-lr > 0 "
+            f"(got {qat_learning_rate})"
+        )
     if "onnx" in kinds:
         from mobile_skin.export_onnx import DEFAULT_OPSET, check_opset
 
@@ -140,7 +158,10 @@ def export_formats(
         samples = calibration.calibration_samples(
             train, spec, calibration_samples, cfg.data.seed, log=log
         )
-    return [_export_one(paths, fmt, model, spec, samples, opset, gate, log) for fmt in formats]
+    return [
+        _export_one(paths, fmt, model, spec, samples, opset, gate, log, qat_options)
+        for fmt in formats
+    ]
 
 
 @dataclass
@@ -154,14 +175,16 @@ class _Gate:
     latency_runs: int
 
 
-def _export_one(paths: RunPaths, fmt: str, model, spec: ModelSpec, samples, opset, gate, log):
+def _export_one(
+    paths: RunPaths, fmt: str, model, spec: ModelSpec, samples, opset, gate, log, qat_options
+):
     kind, mode = FORMATS[fmt]
     edge = edge_model.to_edge_model(model)
     extra: dict = {}
     if fmt == "tflite_int8_qat":
         from mobile_skin import qat
 
-        edge, lines = qat.quantize_aware(paths, edge, log=log)
+        edge, lines = qat.quantize_aware(paths, edge, log=log, **qat_options)
         for line in lines:
             log(f"  qat: {line}")
         extra["qat_layers"] = list(lines)

@@ -154,6 +154,12 @@ def test_a_damaged_model_fails_the_gate_with_exit_1_and_a_failed_name(
         ),
         ("to_onnx.py", ["{run}", "--opset", "9"], "--opset 9 is outside"),
         ("to_tflite.py", ["{run}", "--qat", "--fp16"], "--qat converts to int8"),
+        (
+            "to_tflite.py",
+            ["{run}", "--int8", "--qat-epochs", "3"],
+            "--qat-epochs and --qat-lr only apply with --qat",
+        ),
+        ("to_tflite.py", ["{run}", "--qat", "--qat-lr", "0"], "--qat-lr > 0 (got 0.0)"),
     ],
 )
 def test_bad_input_is_one_line_and_exit_2(script, args, message, smoke_run, tmp_path, capsys):

@@ -41,11 +41,14 @@ def smoke(smoke_run):
 
 @pytest.fixture(scope="module")
 def calibrated(smoke_run, smoke):
-    """What the exporter does: ``quantize_aware`` on the edge model, here without fine-tuning."""
+    """What the exporter does: ``quantize_aware`` on the edge model, here without fine-tuning and
+    with min/max ranges: the least-squares ranges (the default), searched on 14 images, clip
+    some of the smoke model's test images hard (per-image max |dp| up to 0.96 measured), which
+    would hide what these tests check: the graph, its description and the conversion."""
     edge = edge_model.to_edge_model(smoke[0])
     log: list[str] = []
     qat_model, lines = qat.quantize_aware(
-        smoke_run, edge, epochs=0, calibration_samples=14, log=log.append
+        smoke_run, edge, epochs=0, calibration_samples=14, log=log.append, range_method="minmax"
     )
     return edge, qat_model, lines, log
 
@@ -90,7 +93,8 @@ def test_small_layers_compute_by_hand_and_round_trip():
 
 
 def _check_calibrated(model, qat_model, lines, log, inputs):
-    assert any(re.fullmatch(r"qat: \d+ ranges calibrated on 14 training images", x) for x in log)
+    assert any(re.fullmatch(r"qat: \d+ ranges calibrated on 14 training images \(minmax\)", x)
+               for x in log), log  # fmt: skip
     assert any(x.startswith("qat: val top-1 agreement fake-quant vs float") for x in log), log
     assert qat_model.output_names == [OUTPUT]
     text = "\n".join(lines)
@@ -141,7 +145,7 @@ def test_trained_graph_calibrates_too(smoke, smoke_run):
     model, _, inputs = smoke
     log: list[str] = []
     qat_model, lines = qat.quantize_aware(
-        smoke_run, model, epochs=0, calibration_samples=14, log=log.append
+        smoke_run, model, epochs=0, calibration_samples=14, log=log.append, range_method="minmax"
     )
     _check_calibrated(model, qat_model, lines, log, inputs)
     assert "TFOpLambda __operators__.add -> ConstantAdd x 25" in "\n".join(lines)
@@ -149,9 +153,17 @@ def test_trained_graph_calibrates_too(smoke, smoke_run):
 
 @pytest.mark.slow  # fine-tuning traces the training step of the whole QAT graph (~1 min)
 @pytest.mark.parametrize("targets", ["labels", "float_model"])
-def test_quantize_aware_fine_tunes(targets, smoke_run, smoke):
+def test_quantize_aware_fine_tunes(targets, smoke_run, smoke, monkeypatch):
     model = edge_model.to_edge_model(smoke[0])
     log: list[str] = []
+    snapshots = []  # activation ranges when the validation comparison runs: before, after
+    compare = qat._compare_on_val
+
+    def spy(float_model, qat_model, *args, **kwargs):
+        snapshots.append(_activation_ranges(qat_model))
+        return compare(float_model, qat_model, *args, **kwargs)
+
+    monkeypatch.setattr(qat, "_compare_on_val", spy)
     qat_model, lines = qat.quantize_aware(
         smoke_run, model, epochs=1, batch_size=8, steps_per_epoch=2, calibration_samples=14,
         targets=targets, learning_rate=1e-3, log=log.append,
@@ -159,8 +171,12 @@ def test_quantize_aware_fine_tunes(targets, smoke_run, smoke):
     # (lr 1e-3: with Adam's epsilon 0.1 and a student that starts next to its teacher, two
     # distillation steps at 1e-5 can move the first kernel by less than a float32 ulp.)
     assert any(line.startswith("epoch 1/1:") and "bal_acc" in line for line in log), log
-    assert any(f"steps on {targets}" in line for line in log), log
+    assert any(
+        f"steps on {targets}" in line and "ranges fixed" in line and "2 Dropout off" in line
+        for line in log
+    ), log
     assert any("fake-quant vs float after fine-tuning" in line for line in log), log
+    assert any(line.endswith("calibrated on 14 training images (mse)") for line in log), log
     # Weights moved (int8 convolution and float head alike), BatchNorm statistics stayed.
     kernel = _var(qat_model.get_layer("Conv"), "Conv/kernel:0")
     assert not np.array_equal(kernel, model.get_layer("Conv").kernel.numpy())
@@ -169,9 +185,55 @@ def test_quantize_aware_fine_tunes(targets, smoke_run, smoke):
     bn = qat_model.get_layer("Conv/BatchNorm/div6").layer
     frozen = model.get_layer("Conv/BatchNorm/div6").moving_mean.numpy()
     np.testing.assert_array_equal(bn.moving_mean.numpy(), frozen)
+    # The activation ranges did not move while fine-tuning (seen before and after it).
+    assert len(snapshots) == 2
+    before, after = snapshots
+    assert before.keys() == after.keys() and len(before) > 160  # min and max of each range
+    for name, want in before.items():
+        np.testing.assert_array_equal(after[name], want, err_msg=name)
     text = "\n".join(lines)
     for kind in {type(layer).__name__ for layer in model.layers}:
         assert kind in text, f"{kind} missing from the description"
+
+
+def test_fine_tuning_sees_the_inference_network():
+    # Dropout off and BatchNorm frozen: training-mode calls compute what the file will.
+    x = tf_keras.Input((8,), name="x")
+    h = tf_keras.layers.BatchNormalization(name="bn")(tf_keras.layers.Dense(16)(x))
+    model = tf_keras.Model(x, tf_keras.layers.Dense(3)(tf_keras.layers.Dropout(0.5)(h)))
+    inputs = np.random.default_rng(0).normal(size=(32, 8)).astype("float32")
+    assert not np.allclose(model(inputs, training=True), model(inputs, training=False))
+    assert qat._inference_mode_layers(model) == (1, 1)
+    np.testing.assert_allclose(model(inputs, training=True), model(inputs, training=False))
+
+
+def test_fake_quant_and_mse_range_by_hand():
+    # Grid points of [-1, 2] at 8 bits (step 3/255, zero exact) come back unchanged.
+    grid = (np.arange(256) - 85) * (3.0 / 255)
+    np.testing.assert_allclose(qat.fake_quant(grid, -1.0, 2.0), grid, atol=1e-12)
+    np.testing.assert_allclose(qat.fake_quant(np.array([5.0, -3.0]), -1.0, 2.0), [2.0, -1.0])
+    # One outlier among many small values: the search clips it for a finer step ...
+    values = np.concatenate([np.random.default_rng(0).uniform(0.0, 1.0, 10_000), [3.0]])
+    low, high = qat.mse_range(values, 0.0, 3.0)
+    assert low == 0.0 and 0.9 <= high < 3.0, high
+    error = lambda lo, hi: np.mean((qat.fake_quant(values, lo, hi) - values) ** 2)  # noqa: E731
+    assert error(low, high) < error(0.0, 3.0)
+    # ... and keeps the min/max range of values that fill it evenly.
+    even = np.linspace(-2.0, 2.0, 4001)
+    assert qat.mse_range(even, -2.0, 2.0) == (-2.0, 2.0)
+
+
+def test_calibrate_rejects_an_unknown_method(calibrated):
+    with pytest.raises(UserError, match="unknown range calibration 'p99'"):
+        qat.calibrate(calibrated[1], [], method="p99")
+
+
+def _activation_ranges(model) -> dict[str, np.ndarray]:
+    return {
+        w.name: w.numpy().copy()
+        for w in model.weights
+        if w.name.endswith(("_min:0", "_max:0")) and "kernel" not in w.name
+    }
 
 
 def _var(wrapper, name: str) -> np.ndarray:
