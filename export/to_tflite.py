@@ -49,8 +49,6 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help=f"with --qat: Adam learning rate (default {QAT_LEARNING_RATE:g})",
     )
     args = p.parse_args(argv)
-    if not args.qat and (args.qat_epochs is not None or args.qat_lr is not None):
-        raise UserError("--qat-epochs and --qat-lr only apply with --qat")
     if args.qat and args.mode not in (None, "int8"):
         raise UserError(f"--qat converts to int8; it cannot be combined with --{args.mode}")
     return args
