@@ -217,7 +217,7 @@ class ModelFiles:
             weights="none",
             use_metadata=self.model.metadata_size > 0,
         )
-        model = build_model(cfg, self.model.image_size, self.model.metadata_size or 19)
+        model = build_model(cfg, self.model.image_size, self.model.metadata_size)
         with atomic_path(target) as tmp:
             model.save(tmp)
         self._keras_model = model

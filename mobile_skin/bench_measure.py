@@ -14,7 +14,7 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-from mobile_skin import bench_report
+from mobile_skin import bench_report, machine
 from mobile_skin.bench_models import BenchModel
 from mobile_skin.bench_report import CONVERT_FAILED, RUN_FAILED, BenchRow
 from mobile_skin.bench_worker import RESULT_TAG
@@ -104,6 +104,7 @@ def measure(
         row.params, row.depth, row.gflops = (
             entry["facts"].get(k) for k in ("params", "depth", "gflops")
         )
+        row.cpu_features = " ".join(machine.cpu_features())
         rows.append(row)
         file = entry["files"].get(runtime)
         if not isinstance(file, Path):

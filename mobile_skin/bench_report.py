@@ -53,6 +53,7 @@ class BenchRow:
     train_steps: int | None = None
     train_s_per_epoch: float | None = None
     load_1m: float | None = None
+    cpu_features: str = ""
 
     def to_dict(self) -> dict:
         return asdict(self)

@@ -277,7 +277,7 @@ def describe_settings(plan: Plan, settings: Settings, load: tuple) -> tuple[str,
     m = machine.describe()
     it = settings.iterations
     title = (
-        f"Table 10 on {m['cpu']} ({m['cores']} cores), threads "
+        f"Table 10 on {machine.headline(m)}, threads "
         f"{', '.join(map(str, settings.threads))}: "
         f"TensorFlow {m['tensorflow']}, tf-keras {m['tf-keras']}, LiteRT (ai-edge-litert) "
         f"{m['ai-edge-litert']}, onnxruntime {m['onnxruntime']}, tf2onnx {m['tf2onnx']}"
@@ -341,7 +341,8 @@ def run_benchmark(settings: Settings, log=print) -> tuple[list[BenchRow], list[P
     markdown = bench_report.render_markdown(title, notes, rows, comparison)
     v = machine.describe()
     stem = settings.out / (
-        f"table10{'_quick' if settings.quick else ''}_{machine.slug(v['cpu'])}_threads-"
+        f"table10{'_quick' if settings.quick else ''}_{machine.slug(v['cpu'])}-"
+        f"{machine.feature_tag()}_threads-"
         f"{'-'.join(map(str, settings.threads))}_tf-{v['tensorflow']}_litert-"
         f"{v['ai-edge-litert']}_ort-{v['onnxruntime']}"
     )

@@ -32,7 +32,7 @@ class ValidationMetrics(tf_keras.callbacks.Callback):
         loss_fn: the training loss (for ``val_loss``).
         classes: class names.
         train_images: images per training epoch (for images/s).
-        history_path: ``history.csv``, rewritten atomically every epoch.
+        history_path: ``history.csv``, rewritten atomically every epoch (None: not kept).
         history: rows of epochs already done (on resume).
         print_fn: where the summary line goes.
     """
@@ -45,7 +45,7 @@ class ValidationMetrics(tf_keras.callbacks.Callback):
         self.loss_fn = loss_fn
         self.classes = list(classes)
         self.train_images = train_images
-        self.history_path = Path(history_path)
+        self.history_path = None if history_path is None else Path(history_path)
         self.rows = list(history or [])
         self.print_fn = print_fn
         self.labels = np.concatenate([y.numpy().argmax(-1) for _, y in val_data])
@@ -73,8 +73,9 @@ class ValidationMetrics(tf_keras.callbacks.Callback):
             "seconds": time.perf_counter() - self._start,
         }
         self.rows.append(row)
-        with atomic_path(self.history_path) as tmp:
-            pd.DataFrame(self.rows).to_csv(tmp, index=False)
+        if self.history_path is not None:
+            with atomic_path(self.history_path) as tmp:
+                pd.DataFrame(self.rows).to_csv(tmp, index=False)
         self.print_fn(
             f"epoch {epoch + 1}/{self.params['epochs']}: loss {row.get('loss', float('nan')):.4f} "
             f"acc {row.get('accuracy', float('nan')):.3f} | val loss {row['val_loss']:.4f} "

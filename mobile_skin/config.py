@@ -15,6 +15,10 @@ from pathlib import Path
 from mobile_skin.errors import UserError
 from mobile_skin.fileio import write_json
 
+#: Default per-field metadata dropout (``--metadata-dropout``), chosen by the sweep in
+#: reports/metadata_dropout.md.
+DEFAULT_METADATA_DROPOUT = 0.25
+
 
 @dataclass
 class DataConfig:
@@ -31,9 +35,16 @@ class DataConfig:
         seed: seed of the split, the shuffle and the augmentation.
         skip_bad_images: drop rows whose image is missing or unreadable, with a warning,
             instead of stopping.
-        drop_missing_age: drop rows without an age, as the paper does.
+        drop_missing_age: drop rows without an age from training and evaluation, as the paper
+            does (the ``paper`` preset). The split is drawn before the drop, so a run with and
+            one without it share their test lesions.
         augment: ``none``, ``flip`` (horizontal and vertical), ``flip_rotate`` (flips and
             90-degree rotations) or ``full`` (flip_rotate plus mild zoom and colour jitter).
+        metadata_dropout: during training, the probability of each metadata field (age, sex,
+            site) being replaced by its unknown value, independently per field and image, so
+            the model learns that "unknown" means "no information" (0: never).
+        age_missing_indicator: encode an unknown age with a 0/1 indicator feature besides the
+            imputed value (the paper's encoding has none).
         max_images: keep at most this many images (stratified), for smoke runs.
     """
 
@@ -45,8 +56,10 @@ class DataConfig:
     test_fraction: float = 0.1
     seed: int = 42
     skip_bad_images: bool = False
-    drop_missing_age: bool = True
+    drop_missing_age: bool = False
     augment: str = "flip_rotate"
+    metadata_dropout: float = DEFAULT_METADATA_DROPOUT
+    age_missing_indicator: bool = True
     max_images: int | None = None
 
 
@@ -119,6 +132,10 @@ class TrainConfig:
     strategy: str = "auto"
 
 
+#: What runs made before these data settings existed did: no metadata dropout, no indicator.
+LEGACY_DATA = {"metadata_dropout": 0.0, "age_missing_indicator": False}
+
+
 @dataclass
 class RunConfig:
     """A whole run: data, model and training, the preset it started from, the command line
@@ -137,10 +154,14 @@ class RunConfig:
 
     @classmethod
     def from_dict(cls, d: dict) -> RunConfig:
-        """Inverse of :meth:`to_dict`; unknown keys are an error."""
+        """Inverse of :meth:`to_dict`; unknown keys are an error.
+
+        Keys a config from an older version lacks take the value that version behaved as
+        (:data:`LEGACY_DATA`), not today's default, so an old run resumes as it started.
+        """
         try:
             return cls(
-                data=DataConfig(**d.get("data", {})),
+                data=DataConfig(**{**LEGACY_DATA, **d.get("data", {})}),
                 model=ModelConfig(**d.get("model", {})),
                 train=TrainConfig(**d.get("train", {})),
                 preset=d.get("preset", "default"),
@@ -175,6 +196,16 @@ QAT_LEARNING_RATE = 1e-5
 #: Named starting points. ``smoke`` runs the whole pipeline on 2 CPU cores in a few minutes.
 PRESETS: dict[str, dict] = {
     "default": {},
+    # The paper's protocol: image-level 90/10 split (leaks lesions), rows without an age
+    # dropped, no missing-age indicator, no metadata dropout.
+    "paper": {
+        "data": {
+            "split": "paper",
+            "drop_missing_age": True,
+            "age_missing_indicator": False,
+            "metadata_dropout": 0.0,
+        },
+    },
     "smoke": {
         "data": {"image_size": 64, "augment": "flip"},
         "model": {"bn_momentum": 0.9},  # few steps: moving statistics must catch up quickly

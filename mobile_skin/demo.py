@@ -101,15 +101,17 @@ def main(argv: list[str] | None = None) -> int:
     _banner("4/5 export to TFLite float32 and int8, each gated on parity with Keras")
     from mobile_skin import parity
     from mobile_skin.export import export_formats
+    from mobile_skin.parity_report import summary_table
 
     rows = export_formats(run, ["tflite_fp32", "tflite_int8"], latency_runs=5)
-    print((run / "export" / parity.PARITY_MD).read_text())
-    failed = [r.format for r in rows if r.status == parity.FAIL]
-    if failed:
-        print(
-            f"note: {', '.join(failed)} failed the parity gate on this tiny demo model "
-            "(the file is kept as model.FAILED.tflite); see the table above"
-        )
+    recorded = parity.load_rows(run / "export" / parity.PARITY_JSON)
+    print("\n" + "\n".join(summary_table(recorded)))
+    print(f"full parity report (flips, per-class sensitivity, missing metadata): "
+          f"{run / 'export' / parity.PARITY_MD}")  # fmt: skip
+    failed = [r for r in rows if r.status == parity.FAIL]
+    for r in failed:
+        print(f"note: {r.format} failed the parity gate on this tiny demo model (kept as "
+              f"{r.file}): {r.reason.split('; ')[0]}")  # fmt: skip
 
     _banner("5/5 speed: the MobileNetV3 rows of Table 10 (benchmarks/latency.py --quick)")
     from mobile_skin import benchmark

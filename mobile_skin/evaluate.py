@@ -1,7 +1,8 @@
 """``python -m mobile_skin.evaluate RUN_DIR``: test-split metrics and the report of a run.
 
-Writes ``metrics.json`` (every metric of :mod:`mobile_skin.metrics`, plus the always-``nv``
-baseline on the same rows) and ``report.md`` with its figures (see :mod:`mobile_skin.report`).
+Writes ``metrics.json`` (every metric of :mod:`mobile_skin.metrics`, the always-``nv`` baseline
+on the same rows, and the metrics with metadata fields set to unknown,
+:mod:`mobile_skin.robustness`) and ``report.md`` with its figures (see :mod:`mobile_skin.report`).
 Runs automatically at the end of training.
 """
 
@@ -15,13 +16,15 @@ import pandas as pd
 import tf_keras
 
 import mobile_skin  # noqa: F401
+from mobile_skin.encoding import UNKNOWN
 from mobile_skin.errors import cli
 from mobile_skin.fileio import write_json
 from mobile_skin.machine import describe
 from mobile_skin.metrics import classification_report
 from mobile_skin.model import load_model
+from mobile_skin.robustness import AS_GIVEN, condition_metrics, condition_probs
 from mobile_skin.run import load_run_data, resolve_run
-from mobile_skin.runtime import KerasRuntime, predict_frame
+from mobile_skin.runtime import KerasRuntime, frame_inputs, predict_frame, predict_inputs
 from mobile_skin.spec import ModelSpec
 from mobile_skin.splits import subset
 
@@ -60,7 +63,12 @@ def evaluate_run(
     rows = subset(frame, split, split_name)
     model = load_model(paths.best_model)
     log(f"evaluating {paths.best_model.name} on {len(rows)} {split_name} images")
-    probs = predict_keras(model, rows, spec)
+    runtime = KerasRuntime(model)
+    inputs = frame_inputs(rows, spec)
+    by_condition = condition_probs(
+        lambda x: predict_inputs(runtime, x, len(spec.classes)), inputs, spec.encoding
+    )
+    probs = by_condition[AS_GIVEN]
     labels = rows["label"].to_numpy()
     metrics = classification_report(labels, probs, spec.classes)
     metrics.update(
@@ -68,6 +76,12 @@ def evaluate_run(
         run=str(paths.root),
         machine=describe(),
         baseline_majority=majority_baseline(labels, spec.classes),
+        metadata_robustness=condition_metrics(labels, by_condition, spec.classes),
+        rows_missing_metadata={
+            "age": int(rows["age"].isna().sum()),
+            "sex": int((rows["sex"] == UNKNOWN).sum()),
+            "localization": int((rows["localization"] == UNKNOWN).sum()),
+        },
     )
     write_json(paths.metrics, metrics)
     write_report(paths, cfg, spec, metrics, rows, probs, model)

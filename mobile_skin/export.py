@@ -23,11 +23,11 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 
 from mobile_skin import calibration, edge_model, parity
 from mobile_skin.errors import UserError
 from mobile_skin.fileio import atomic_path, write_bytes
+from mobile_skin.machine import int8_speed_note
 from mobile_skin.model import load_model
 from mobile_skin.parity import ParityRow
 from mobile_skin.run import RunPaths, load_run_data, resolve_run
@@ -146,20 +146,31 @@ def export_formats(
     model = load_model(paths.best_model)
     gate = None
     if verify:  # the reference comes first: later steps may change ``model`` in place
-        test = subset(frame, split, "test")
+        data = {
+            name: parity.SplitData.from_frame(name, subset(frame, split, name), spec)
+            for name in parity.SPLITS
+        }
         runtime = KerasRuntime(model, paths.best_model)
         reference, ref_row = parity.keras_reference(
-            paths, runtime, test, spec, latency_runs=latency_runs, log=log
+            paths, runtime, data, spec, latency_runs=latency_runs, log=log
         )
-        gate = _Gate(test, reference, ref_row, threads or os.cpu_count(), latency_runs)
+        gate = _Gate(data, reference, ref_row, threads or os.cpu_count(), latency_runs)
+    train = subset(frame, split, "train")
     samples = None
     if int8:
-        train = subset(frame, split, "train")
         samples = calibration.calibration_samples(
             train, spec, calibration_samples, cfg.data.seed, log=log
         )
+    qat_data = None
+    if "tflite_int8_qat" in formats:
+        from mobile_skin.qat import QatData
+
+        qat_data = QatData.from_config(
+            cfg, spec, train, subset(frame, split, "val"), paths.export("tflite_int8_qat")
+        )
+        qat_options["calibration_samples"] = calibration_samples
     return [
-        _export_one(paths, fmt, model, spec, samples, opset, gate, log, qat_options)
+        _export_one(paths, fmt, model, spec, samples, opset, gate, log, qat_data, qat_options)
         for fmt in formats
     ]
 
@@ -168,15 +179,24 @@ def export_formats(
 class _Gate:
     """What the parity gate needs, computed once per run."""
 
-    test: pd.DataFrame
-    reference: np.ndarray
+    data: dict[str, parity.SplitData]
+    reference: dict[str, np.ndarray]
     ref_row: ParityRow
     threads: int | None
     latency_runs: int
 
 
 def _export_one(
-    paths: RunPaths, fmt: str, model, spec: ModelSpec, samples, opset, gate, log, qat_options
+    paths: RunPaths,
+    fmt: str,
+    model,
+    spec: ModelSpec,
+    samples,
+    opset,
+    gate,
+    log,
+    qat_data=None,
+    qat_options=None,
 ):
     kind, mode = FORMATS[fmt]
     edge = edge_model.to_edge_model(model)
@@ -184,7 +204,7 @@ def _export_one(
     if fmt == "tflite_int8_qat":
         from mobile_skin import qat
 
-        edge, lines = qat.quantize_aware(paths, edge, log=log, **qat_options)
+        edge, lines = qat.quantize_aware(qat_data, edge, log=log, **(qat_options or {}))
         for line in lines:
             log(f"  qat: {line}")
         extra["qat_layers"] = list(lines)
@@ -218,17 +238,11 @@ def _export_one(
         parity.record(paths, row)
         return row
 
-    log(f"parity: running {target.name} on {len(gate.test)} test images")
+    sizes = ", ".join(f"{len(d.ids)} {name}" for name, d in gate.data.items())
+    log(f"parity: running {target.name} on {sizes} images")
     runtime = load_runtime(target, export_spec, threads=gate.threads)
-    row = parity.verify(
-        fmt,
-        target,
-        runtime,
-        gate.test,
-        spec,
-        gate.reference,
-        gate.ref_row,
-        latency_runs=gate.latency_runs,
+    row, probs = parity.verify(
+        fmt, target, runtime, gate.data, spec, gate.reference, latency_runs=gate.latency_runs
     )
     del runtime
     if row.status == parity.FAIL:
@@ -237,8 +251,13 @@ def _export_one(
         row.file = failed.name
         replace(export_spec, model_file=failed.name).save(failed.parent)
         target = failed
-    out = parity.record(paths, gate.ref_row, row)
-    log(f"{fmt}: {row.status} ({row.reason}) -> {target}; table {out.with_suffix('.md')}")
+    out = parity.record(paths, gate.ref_row, row, sweeps={fmt: parity.sweep(probs, gate.reference)})
+    log(f"{fmt}: {row.status} -> {target}; table {out.with_suffix('.md')}")
+    log(f"  {row.reason}")
+    if mode == "int8":
+        note = int8_speed_note()
+        if note:
+            log(note)
     return row
 
 

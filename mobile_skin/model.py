@@ -18,7 +18,7 @@ import tensorflow as tf
 import tf_keras
 
 from mobile_skin.config import ModelConfig
-from mobile_skin.encoding import CLASSES
+from mobile_skin.encoding import CLASSES, METADATA_SIZE
 from mobile_skin.errors import UserError
 from mobile_skin.soft_attention import SoftAttention
 from mobile_skin.spec import IMAGE_INPUT, METADATA_INPUT, OUTPUT
@@ -98,7 +98,9 @@ def get_backbone(name: str) -> Backbone:
     return BACKBONES[name]
 
 
-def build_model(cfg: ModelConfig, image_size: int, metadata_size: int = 19) -> tf_keras.Model:
+def build_model(
+    cfg: ModelConfig, image_size: int, metadata_size: int = METADATA_SIZE
+) -> tf_keras.Model:
     """Build the classifier.
 
     Args:

@@ -72,6 +72,22 @@ def augment(image: tf.Tensor, kind: str, seed: tf.Tensor) -> tf.Tensor:
     return image
 
 
+def metadata_dropout(
+    metadata: tf.Tensor, encoding: MetadataEncoding, rate: float, seed: tf.Tensor
+) -> tf.Tensor:
+    """Replace each field of one encoded vector by its unknown value with probability ``rate``.
+
+    Age, sex and site are dropped independently (:meth:`MetadataEncoding.mask`'s rule: the
+    unknown age value with the missing-age indicator, the one-hot ``unknown`` sex and site).
+    Stateless: the same ``seed`` drops the same fields.
+    """
+    fields = tf.constant(encoding.field_matrix())  # (F, D)
+    unknown = tf.constant(encoding.unknown_vector())
+    drop = tf.cast(tf.random.stateless_uniform([fields.shape[0]], seed) < rate, tf.float32)
+    owned = tf.linalg.matvec(fields, drop, transpose_a=True) > 0  # (D,)
+    return tf.where(owned, unknown, metadata)
+
+
 def make_dataset(
     frame: pd.DataFrame,
     image_size: int,
@@ -80,6 +96,7 @@ def make_dataset(
     encoding: MetadataEncoding | None,
     training: bool = False,
     augmentation: str = "none",
+    metadata_dropout_rate: float = 0.0,
     seed: int = 0,
     cache: bool = True,
     labels: bool = True,
@@ -96,6 +113,8 @@ def make_dataset(
         encoding: metadata encoding; None for an image-only model.
         training: shuffle every epoch and augment.
         augmentation: one of :data:`AUGMENTATIONS` (used when ``training``).
+        metadata_dropout_rate: when ``training``, the probability of each metadata field being
+            replaced by its unknown value (:func:`metadata_dropout`), drawn anew every epoch.
         seed: shuffle and augmentation seed.
         cache: keep decoded, resized images in memory after the first epoch.
         labels: yield ``(inputs, label)``; otherwise inputs only.
@@ -104,6 +123,8 @@ def make_dataset(
         raise UserError(
             f"unknown augmentation {augmentation!r}; choose from {', '.join(AUGMENTATIONS)}"
         )
+    if not 0.0 <= metadata_dropout_rate <= 1.0:
+        raise UserError(f"--metadata-dropout {metadata_dropout_rate:g} is outside 0..1")
     features: dict[str, np.ndarray] = {"path": frame["path"].astype(str).to_numpy()}
     if encoding is not None:
         features[METADATA_INPUT] = encoding.encode_frame(frame)
@@ -120,15 +141,22 @@ def make_dataset(
         ds = ds.cache()
     if training:
         ds = ds.shuffle(min(len(frame), 10_000), seed=seed, reshuffle_each_iteration=True)
-        if augmentation != "none":
+        drop = metadata_dropout_rate if encoding is not None else 0.0
+        if augmentation != "none" or drop > 0:
+
+            def randomize(xy, s):
+                x = dict(xy[0])
+                if augmentation != "none":
+                    x[IMAGE_INPUT] = augment(x[IMAGE_INPUT], augmentation, s)
+                if drop > 0:
+                    meta_seed = tf.random.experimental.stateless_fold_in(s, 7)
+                    x[METADATA_INPUT] = metadata_dropout(
+                        x[METADATA_INPUT], encoding, drop, meta_seed
+                    )
+                return x, xy[1]
+
             seeds = tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True).batch(2)
-            ds = tf.data.Dataset.zip((ds, seeds)).map(
-                lambda xy, s: (
-                    {**xy[0], IMAGE_INPUT: augment(xy[0][IMAGE_INPUT], augmentation, s)},
-                    xy[1],
-                ),
-                num_parallel_calls=AUTOTUNE,
-            )
+            ds = tf.data.Dataset.zip((ds, seeds)).map(randomize, num_parallel_calls=AUTOTUNE)
     ds = ds.batch(batch_size, drop_remainder=False)
     ds = ds.map(_to_float, num_parallel_calls=AUTOTUNE)
     if not labels:

@@ -88,6 +88,21 @@ def _age(age: str | float | None) -> str | float | None:
     return age
 
 
+def unknown_note(age, sex, site, model: str | Path, spec_path: str | Path | None = None) -> str:
+    """A line naming the metadata fields left unknown, for a model that takes metadata."""
+    spec = ModelSpec.load(Path(spec_path) if spec_path else Path(model).parent / SPEC_FILE)
+    if spec.encoding is None:
+        return ""
+    names = {"age": "age", "sex": "sex", "localization": "site"}
+    unknown = [names[f] for f in spec.encoding.unknown_fields(_age(age), sex, site)]
+    if not unknown:
+        return ""
+    return (
+        f"note: {', '.join(unknown)} unknown: the answer relies on the image alone for "
+        f"{'it' if len(unknown) == 1 else 'them'} (give --age, --sex, --site when known)"
+    )
+
+
 def format_prediction(pred: Prediction) -> str:
     """Lines for people: the image, then the top classes with full names and probabilities."""
     lines = [pred.image]
@@ -124,6 +139,9 @@ def main(argv: list[str] | None = None) -> int:
         threads=args.threads,
     )
     print("\n".join(format_prediction(pred) for pred in preds))
+    note = unknown_note(args.age, args.sex, args.site, args.model, args.spec)
+    if note:
+        print(note, file=sys.stderr)
     if ".FAILED." in Path(args.model).name:
         print(f"warning: {args.model} failed the export's parity gate", file=sys.stderr)
     print("note: a research model's output, not a diagnosis", file=sys.stderr)

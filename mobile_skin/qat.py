@@ -35,8 +35,11 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import tensorflow as tf
 import tensorflow_model_optimization as tfmot
 import tf_keras
@@ -44,7 +47,7 @@ import tf_keras
 from mobile_skin import qat_scheme
 from mobile_skin.calibration import DEFAULT_SAMPLES, calibration_frame
 from mobile_skin.callbacks import ValidationMetrics
-from mobile_skin.config import QAT_EPOCHS, QAT_LEARNING_RATE
+from mobile_skin.config import QAT_EPOCHS, QAT_LEARNING_RATE, RunConfig
 from mobile_skin.edge_model import INT8_FLOAT_OPS
 from mobile_skin.encoding import CLASSES
 from mobile_skin.errors import UserError
@@ -53,12 +56,9 @@ from mobile_skin.metrics import classification_report
 from mobile_skin.pipeline import make_dataset
 from mobile_skin.qat_describe import describe, feeds_on
 from mobile_skin.qat_graph import to_qat_graph
-from mobile_skin.run import RunPaths, load_run_data
-from mobile_skin.spec import IMAGE_INPUT
-from mobile_skin.splits import subset
+from mobile_skin.spec import IMAGE_INPUT, ModelSpec
 
 qk = tfmot.quantization.keras
-QAT_FORMAT = "tflite_int8_qat"
 #: The image input's int8 range: raw RGB pixels (model_spec.json), scale 1, zero point -128.
 IMAGE_RANGE = (0.0, 255.0)
 
@@ -213,8 +213,58 @@ def calibrate(qat_model: tf_keras.Model, batches: Iterable[dict], method: str = 
     return len(stats)
 
 
+@dataclass
+class QatData:
+    """What quantization-aware fine-tuning reads: the rows and the training recipe's settings.
+
+    Attributes:
+        spec: the model's spec (image size, metadata encoding).
+        train: training-split rows (calibration and fine-tuning).
+        val: validation-split rows (the float vs fake-quant comparison).
+        seed: calibration sampling, shuffle and augmentation seed.
+        augment: the training augmentation.
+        metadata_dropout: the training metadata dropout (teacher and student see the same
+            masked metadata).
+        class_weights: weight the loss by class, as training did.
+        adam_epsilon: Adam's epsilon, as training used.
+        history: where the per-epoch CSV goes (None: nowhere).
+    """
+
+    spec: ModelSpec
+    train: pd.DataFrame
+    val: pd.DataFrame
+    seed: int = 0
+    augment: str = "none"
+    metadata_dropout: float = 0.0
+    class_weights: bool = True
+    adam_epsilon: float = 0.1
+    history: Path | None = None
+
+    @classmethod
+    def from_config(
+        cls,
+        cfg: RunConfig,
+        spec: ModelSpec,
+        train: pd.DataFrame,
+        val: pd.DataFrame,
+        out_dir: Path | None = None,
+    ) -> QatData:
+        """The settings of a run's config, on rows the caller loaded (and may have re-rooted)."""
+        return cls(
+            spec,
+            train,
+            val,
+            seed=cfg.data.seed,
+            augment=cfg.data.augment,
+            metadata_dropout=cfg.data.metadata_dropout,
+            class_weights=cfg.train.class_weights,
+            adam_epsilon=cfg.train.adam_epsilon,
+            history=None if out_dir is None else Path(out_dir) / "qat_history.csv",
+        )
+
+
 def quantize_aware(
-    run: RunPaths,
+    data: QatData,
     model: tf_keras.Model,
     *,
     epochs: int = QAT_EPOCHS,
@@ -227,10 +277,10 @@ def quantize_aware(
     targets: str = "float_model",
     range_method: str = "mse",
 ) -> tuple[tf_keras.Model, list[str]]:
-    """QAT-annotate ``model``, fine-tune it on the run's training split, and say how.
+    """QAT-annotate ``model``, fine-tune it on ``data``'s training rows, and say how.
 
     Args:
-        run: the training run (its config, spec, data, split).
+        data: the rows and settings (:class:`QatData`).
         model: the float model, already passed through
             :func:`mobile_skin.edge_model.to_edge_model` by the caller.
         epochs: fine-tuning epochs (0: calibrated ranges only, no training).
@@ -263,13 +313,12 @@ def quantize_aware(
             f"--qat: epochs ({epochs}) must be >= 0, batch size ({batch_size}) >= 1 and "
             f"learning rate ({learning_rate}) > 0"
         )
-    cfg, spec, frame, split = load_run_data(run)
-    train_rows, val_rows = subset(frame, split, "train"), subset(frame, split, "val")
-    size, encoding = spec.image_size, spec.encoding
+    train_rows, val_rows = data.train, data.val
+    size, encoding = data.spec.image_size, data.spec.encoding
 
     qat_model, origin = build_qat_model(model, float_ops)
     lines = describe(qat_model, origin)
-    calib_rows = calibration_frame(train_rows, calibration_samples, cfg.data.seed)
+    calib_rows = calibration_frame(train_rows, calibration_samples, data.seed)
     calib = make_dataset(calib_rows, size, batch_size, encoding=encoding, cache=False, labels=False)
     ranges = calibrate(qat_model, calib, range_method)
     log(f"qat: {ranges} ranges calibrated on {len(calib_rows)} training images ({range_method})")
@@ -280,17 +329,18 @@ def quantize_aware(
         return qat_model, lines
 
     frozen, dropouts = _inference_mode_layers(qat_model)
-    weights = class_weights(train_rows["label"], len(CLASSES)) if cfg.train.class_weights else None
+    weights = class_weights(train_rows["label"], len(CLASSES)) if data.class_weights else None
     loss = WeightedCategoricalCrossentropy(weights)
-    optimizer = tf_keras.optimizers.Adam(learning_rate, epsilon=cfg.train.adam_epsilon)
+    optimizer = tf_keras.optimizers.Adam(learning_rate, epsilon=data.adam_epsilon)
     trainer = _Trainer(qat_model, None if targets == "labels" else model, weights)
     trainer.compile(optimizer=optimizer, loss=loss)
     train = make_dataset(train_rows, size, batch_size, encoding=encoding, training=True,
-                         augmentation=cfg.data.augment, seed=cfg.data.seed)  # fmt: skip
+                         augmentation=data.augment, seed=data.seed,
+                         metadata_dropout_rate=data.metadata_dropout)  # fmt: skip
     steps = steps_per_epoch or int(np.ceil(len(train_rows) / batch_size))
     if steps_per_epoch:
         train = train.repeat()
-    history = run.export(QAT_FORMAT) / "qat_history.csv"
+    history = data.history
     metrics = ValidationMetrics(val, loss, CLASSES, steps * batch_size, history, print_fn=log)
     log(f"qat: fine-tuning {epochs} epoch(s) of {steps} steps on {targets}, lr "
         f"{learning_rate:g}, ranges fixed, {frozen} BatchNorm frozen, {dropouts} Dropout off; "

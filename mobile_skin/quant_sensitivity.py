@@ -220,9 +220,11 @@ def probe_run(
     cfg, spec, frame, split = load_run_data(paths)
     test = subset(frame, split, "test")
     model = load_model(paths.best_model)
-    reference, _ = parity.keras_reference(
-        paths, KerasRuntime(model, paths.best_model), test, spec, latency_runs=0, log=log
+    data = {"test": parity.SplitData.from_frame("test", test, spec)}
+    references, _ = parity.keras_reference(
+        paths, KerasRuntime(model, paths.best_model), data, spec, latency_runs=0, log=log
     )
+    reference = references["test"]
     if limit is not None:
         test, reference = test.head(limit), reference[:limit]
     qat_model, _ = qat.build_qat_model(edge_model.to_edge_model(model))

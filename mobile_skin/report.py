@@ -23,6 +23,7 @@ from mobile_skin.encoding import CLASS_NAMES  # noqa: E402
 from mobile_skin.fileio import atomic_path, write_text  # noqa: E402
 from mobile_skin.model import attention_model  # noqa: E402
 from mobile_skin.pipeline import make_dataset  # noqa: E402
+from mobile_skin.robustness import markdown_table  # noqa: E402
 from mobile_skin.run import RunPaths  # noqa: E402
 from mobile_skin.spec import ModelSpec  # noqa: E402
 
@@ -107,6 +108,28 @@ def plot_history(history: pd.DataFrame, path: Path) -> None:
     _save(fig, path)
 
 
+def plot_robustness(robustness: dict, classes, path: Path) -> None:
+    """Balanced accuracy and per-class recall under each metadata condition."""
+    names = list(robustness)
+    fig, axes = plt.subplots(1, 2, figsize=(12, 3.6), gridspec_kw={"width_ratios": [1, 2]})
+    bal = [robustness[n]["balanced_accuracy"] for n in names]
+    axes[0].barh(names[::-1], bal[::-1], color="tab:blue")
+    for y, v in enumerate(bal[::-1]):
+        axes[0].text(v, y, f" {v:.3f}", va="center", fontsize=8)
+    axes[0].set(title="balanced accuracy", xlim=(0, 1))
+    width = 0.8 / len(names)
+    x = np.arange(len(classes))
+    for i, n in enumerate(names):
+        recall = [np.nan if r is None else r for r in robustness[n]["recall"]]
+        axes[1].bar(x + i * width, recall, width, label=n)
+    axes[1].set(
+        xticks=x + 0.4 - width / 2, xticklabels=classes, ylim=(0, 1), title="recall per class"
+    )
+    axes[1].legend(fontsize=7, ncol=len(names), loc="upper left")
+    fig.suptitle("Metadata set to unknown at test time")
+    _save(fig, path)
+
+
 def plot_attention(
     model, rows: pd.DataFrame, spec: ModelSpec, probs: np.ndarray, path: Path, per_class: int = 2
 ) -> None:
@@ -163,7 +186,9 @@ def render_markdown(
         f"- model: {cfg.model.backbone} (cut {cfg.model.cut}), {cfg.data.image_size} px, "
         f"weights {cfg.model.weights}, "
         f"metadata {'yes' if cfg.model.use_metadata else 'no'}, "
-        f"class weights {'yes' if cfg.train.class_weights else 'no'}",
+        f"class weights {'yes' if cfg.train.class_weights else 'no'}, metadata dropout "
+        f"{cfg.data.metadata_dropout:g}, missing-age indicator "
+        f"{'yes' if cfg.data.age_missing_indicator else 'no'}",
         f"- split: {cfg.data.split}; evaluated on {m['n']} {m['split']} images",
     ]
     if history is not None and len(history):
@@ -207,6 +232,24 @@ def render_markdown(
             f"{_fmt(row['sensitivity'])} | {_fmt(row['specificity'])} | {_fmt(row['f1'])} | "
             f"{_fmt(paper.TABLE5_F1.get(c))} | {_fmt(row['auc'])} |"
         )
+    robust = m.get("metadata_robustness")
+    if robust and len(robust) > 1:
+        full, blind = robust["as given"]["balanced_accuracy"], robust["all masked"]
+        missing = m.get("rows_missing_metadata", {})
+        lines += [
+            "",
+            "## Missing metadata",
+            "",
+            "The same test images with the metadata as given and with fields set to unknown "
+            "(what a clinic without that field, or a phone user who skips it, gets). Test rows "
+            "already without age / sex / site: "
+            + ", ".join(f"{k} {v}" for k, v in missing.items())
+            + f". With every field unknown the balanced accuracy is "
+            f"{100 * (blind['balanced_accuracy'] - full):+.1f} points from the full-metadata "
+            "figure.",
+            "",
+            *markdown_table(robust, [r["class"] for r in m["per_class"]]),
+        ]
     lines += ["", "## Figures", ""] + [f"![{title}]({rel})" for title, rel in figures] + [""]
     return "\n".join(lines)
 
@@ -234,6 +277,10 @@ def write_report(
     if history is not None and len(history):
         plot_history(history, paths.figures / "training_curves.png")
         figures.append(("training curves", "figures/training_curves.png"))
+    robust = metrics.get("metadata_robustness")
+    if robust and len(robust) > 1:
+        plot_robustness(robust, spec.classes, paths.figures / "metadata_robustness.png")
+        figures.append(("missing metadata", "figures/metadata_robustness.png"))
     plot_attention(model, rows, spec, probs, paths.figures / "attention_maps.png")
     figures.append(("attention maps", "figures/attention_maps.png"))
     return write_text(paths.report, render_markdown(paths, cfg, metrics, figures, history))

@@ -11,7 +11,9 @@ which gives exactly the answers the phone gets. A TFLite file with a dynamic bat
 whole (the signature runner resizes its inputs).
 
 :func:`predict_frame` runs any runtime over the rows of a data frame through
-:func:`mobile_skin.pipeline.make_dataset`, so every runtime sees identical pixels.
+:func:`mobile_skin.pipeline.make_dataset`, so every runtime sees identical pixels;
+:func:`frame_inputs` and :func:`predict_inputs` are its two halves, for callers that run several
+models on the same rows (the parity gate decodes each split once).
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ import numpy as np
 import pandas as pd
 
 from mobile_skin.errors import UserError
-from mobile_skin.spec import IMAGE_INPUT, OUTPUT, ModelSpec
+from mobile_skin.spec import IMAGE_INPUT, METADATA_INPUT, OUTPUT, ModelSpec
 
 #: Model file suffix -> runtime kind.
 KINDS = {".keras": "keras", ".tflite": "tflite", ".onnx": "onnx"}
@@ -258,6 +260,62 @@ def check_against_spec(runtime: Runtime, spec: ModelSpec) -> None:
         )
 
 
+def frame_inputs(
+    frame: pd.DataFrame, spec: ModelSpec, batch_size: int = 64
+) -> dict[str, np.ndarray]:
+    """The named inputs of every row of ``frame``: ``image`` (N, S, S, 3) uint8 and ``metadata``.
+
+    Images and metadata come from :func:`mobile_skin.pipeline.make_dataset` (no augmentation),
+    the one preprocessing every runtime shares. Images stay uint8 (a quarter of the memory of
+    float32); :meth:`Runtime.predict` feeds them as float32 pixel values.
+    """
+    from mobile_skin.pipeline import make_dataset
+
+    ds = make_dataset(
+        frame, spec.image_size, batch_size, encoding=spec.encoding, labels=False, cache=False
+    )
+    parts: dict[str, list[np.ndarray]] = {name: [] for name in spec.input_names}
+    for batch in ds:
+        for name, value in batch.items():
+            array = value.numpy()
+            parts[name].append(array.astype(np.uint8) if name == IMAGE_INPUT else array)
+    size = spec.image_size
+    empty = {IMAGE_INPUT: np.zeros((0, size, size, 3), np.uint8)}
+    if spec.encoding is not None:
+        empty[METADATA_INPUT] = np.zeros((0, spec.encoding.size), np.float32)
+    return {k: np.concatenate(v) if v else empty[k] for k, v in parts.items()}
+
+
+def predict_inputs(
+    runtime: Runtime,
+    inputs: Mapping[str, np.ndarray],
+    num_classes: int,
+    batch_size: int = 64,
+    *,
+    progress: str | None = None,
+) -> np.ndarray:
+    """Class probabilities (N, C) of ``runtime`` for named input arrays, in batches, in order.
+
+    Args:
+        runtime: any :class:`Runtime`.
+        inputs: arrays by input name, all with N rows (e.g. from :func:`frame_inputs`).
+        num_classes: C (the shape of the result when N is 0).
+        batch_size: rows per call.
+        progress: show a progress bar with this description (None: silent).
+    """
+    from tqdm.auto import tqdm
+
+    n = len(next(iter(inputs.values()))) if inputs else 0
+    out = []
+    with tqdm(total=n, desc=progress, disable=progress is None, leave=False) as bar:
+        for start in range(0, n, batch_size):
+            out.append(
+                runtime.predict({k: v[start : start + batch_size] for k, v in inputs.items()})
+            )
+            bar.update(len(out[-1]))
+    return np.concatenate(out) if out else np.zeros((0, num_classes), np.float32)
+
+
 def predict_frame(
     runtime: Runtime,
     frame: pd.DataFrame,
@@ -268,8 +326,7 @@ def predict_frame(
 ) -> np.ndarray:
     """Class probabilities (N, C) of ``runtime`` for the rows of ``frame``, in row order.
 
-    Images and metadata come from :func:`mobile_skin.pipeline.make_dataset` (no augmentation), the
-    one preprocessing every runtime shares.
+    Streams: decodes and predicts one batch at a time (any number of rows).
 
     Args:
         runtime: any :class:`Runtime`.
@@ -288,12 +345,9 @@ def predict_frame(
     out = []
     with tqdm(total=len(frame), desc=progress, disable=progress is None, leave=False) as bar:
         for batch in ds:
-            arrays = {k: v.numpy() for k, v in batch.items()}
-            out.append(runtime.predict(arrays))
+            out.append(runtime.predict({k: v.numpy() for k, v in batch.items()}))
             bar.update(len(out[-1]))
-    if not out:
-        return np.zeros((0, len(spec.classes)), np.float32)
-    return np.concatenate(out)
+    return np.concatenate(out) if out else np.zeros((0, len(spec.classes)), np.float32)
 
 
 def _first_line(err: BaseException) -> str:

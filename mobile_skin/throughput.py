@@ -194,8 +194,8 @@ def write_results(out_dir: Path, rows: list[ThroughputRow], facts: dict) -> list
         f"b{facts['batch_size']}_tf-{m['tensorflow']}"
     )
     title = (
-        f"Training throughput, JPEG pipeline vs in-memory tensors: {m['cpu']} ({m['cores']} "
-        f"cores), TensorFlow {m['tensorflow']}, tf-keras {m['tf-keras']}"
+        f"Training throughput, JPEG pipeline vs in-memory tensors: {machine.headline(m)}, "
+        f"TensorFlow {m['tensorflow']}, tf-keras {m['tf-keras']}"
     )
     csv_path = out_dir / f"{stem}.csv"
     with atomic_path(csv_path) as tmp:

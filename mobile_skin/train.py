@@ -22,7 +22,7 @@ import tf_keras
 import mobile_skin  # noqa: F401  (sets TF_USE_LEGACY_KERAS before TensorFlow loads)
 from mobile_skin import accel
 from mobile_skin.callbacks import BestModel, ResumeState, ValidationMetrics
-from mobile_skin.config import RunConfig, preset
+from mobile_skin.config import DEFAULT_METADATA_DROPOUT, RunConfig, preset
 from mobile_skin.data import load_ham10000
 from mobile_skin.encoding import CLASSES, MetadataEncoding
 from mobile_skin.errors import UserError, cli
@@ -51,7 +51,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     p.add_argument("--csv", help="metadata CSV (default: DATA/HAM10000_metadata.csv)")
     p.add_argument(
-        "--preset", default="default", help="default | smoke (tiny, a few minutes on CPU)"
+        "--preset",
+        default="default",
+        help="default | paper (image-level split, rows without age dropped, no metadata "
+        "dropout) | smoke (tiny, a few minutes on CPU)",
     )
     p.add_argument(
         "--backbone", help="mobilenet_v3_large_240 (default) | densenet201 | inception_resnet_v2"
@@ -92,8 +95,28 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         action="store_true",
         help="drop missing/unreadable images with a warning",
     )
+    missing = p.add_mutually_exclusive_group()
+    missing.add_argument(
+        "--drop-missing-age",
+        action="store_true",
+        help="drop rows without an age, as the paper does (the paper preset's choice)",
+    )
+    missing.add_argument(
+        "--keep-missing-age",
+        action="store_true",
+        help="keep rows without an age, encoded as unknown (the default)",
+    )
     p.add_argument(
-        "--keep-missing-age", action="store_true", help="keep rows without age (encoded as unknown)"
+        "--metadata-dropout",
+        type=float,
+        metavar="P",
+        help="chance of each metadata field (age, sex, site) being set to unknown per training "
+        f"image (default {DEFAULT_METADATA_DROPOUT:g}; 0 never)",
+    )
+    p.add_argument(
+        "--no-age-indicator",
+        action="store_true",
+        help="encode an unknown age as the mean age only, without the missing-age feature",
     )
     p.add_argument(
         "--mixed-precision", action="store_true", help="float16 compute, float32 softmax output"
@@ -120,6 +143,7 @@ _FIELDS = {  # flag -> (section, field)
     "adam_epsilon": ("train", "adam_epsilon"), "monitor": ("train", "monitor"),
     "patience": ("train", "patience"), "lr_schedule": ("train", "lr_schedule"),
     "steps_per_epoch": ("train", "steps_per_epoch"), "strategy": ("train", "strategy"),
+    "metadata_dropout": ("data", "metadata_dropout"),
 }  # fmt: skip
 
 
@@ -135,7 +159,10 @@ def resolve_config(args: argparse.Namespace) -> RunConfig:
     cfg.model.use_metadata = not args.no_metadata
     cfg.train.class_weights = not args.no_class_weights
     cfg.data.skip_bad_images = args.skip_bad_images
-    cfg.data.drop_missing_age = not args.keep_missing_age
+    if args.drop_missing_age or args.keep_missing_age:
+        cfg.data.drop_missing_age = args.drop_missing_age
+    if args.no_age_indicator:
+        cfg.data.age_missing_indicator = False
     cfg.train.mixed_precision = args.mixed_precision
     cfg.train.xla = args.xla
     if cfg.model.weights == "none" and cfg.model.bn_momentum is None:
@@ -160,6 +187,8 @@ def _validate(cfg: RunConfig) -> None:
          f"unknown --monitor {cfg.train.monitor!r}"),
         (cfg.train.lr_schedule in ("plateau", "cosine"),
          f"unknown --lr-schedule {cfg.train.lr_schedule!r}"),
+        (0.0 <= cfg.data.metadata_dropout <= 1.0,
+         f"--metadata-dropout {cfg.data.metadata_dropout:g} is outside 0..1"),
         (cfg.train.strategy in accel.STRATEGIES,
          f"unknown --strategy {cfg.train.strategy!r}; choose from auto, mirrored"),
     ]  # fmt: skip
@@ -222,7 +251,7 @@ def train(
         cfg.data.data_dir,
         cfg.data.csv,
         skip_bad_images=cfg.data.skip_bad_images,
-        drop_missing_age=cfg.data.drop_missing_age,
+        drop_missing_age=False,
         log=log,
     )
     if resume:
@@ -238,12 +267,24 @@ def train(
             test_fraction=cfg.data.test_fraction,
             seed=cfg.data.seed,
         )
+        no_age = frame["age"].isna()
+        if cfg.data.drop_missing_age and no_age.any():
+            log(f"dropped {no_age.sum()} rows without an age (as the paper does), after the split")
+            frame, split = frame[~no_age], split[~no_age]
+        elif no_age.any():
+            log(f"kept {no_age.sum()} rows without an age (encoded as unknown)")
         save_split(paths.split, frame, split)
     log("images per class and split:\n" + split_table(frame, split).to_string())
     log(f"lesions with images in more than one split: {len(leaking_lesions(frame, split))}")
     train_rows, val_rows = subset(frame, split, "train"), subset(frame, split, "val")
 
-    encoding = MetadataEncoding.fit(train_rows["age"]) if cfg.model.use_metadata else None
+    encoding = (
+        MetadataEncoding.fit(
+            train_rows["age"], age_missing_indicator=cfg.data.age_missing_indicator
+        )
+        if cfg.model.use_metadata
+        else None
+    )
     spec = ModelSpec(
         image_size=cfg.data.image_size,
         encoding=encoding,
@@ -269,8 +310,14 @@ def train(
         encoding=encoding,
         training=True,
         augmentation=cfg.data.augment,
+        metadata_dropout_rate=cfg.data.metadata_dropout,
         seed=cfg.data.seed,
     )
+    if encoding is not None:
+        log(
+            f"metadata: {encoding.size} features ({', '.join(encoding.layout)}); dropout "
+            f"{cfg.data.metadata_dropout:g} per field while training"
+        )
     val_ds = make_dataset(val_rows, size, batch, encoding=encoding)
     if cfg.train.steps_per_epoch:
         train_ds = train_ds.repeat()

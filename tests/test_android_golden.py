@@ -61,17 +61,17 @@ def test_committed_image_goldens_are_current(fresh: Path) -> None:
 
 def test_encoded_vectors_by_hand() -> None:
     enc = golden_spec().encoding
-    assert enc is not None and enc.size == 19
+    assert enc is not None and enc.size == 20 and enc.age_missing_indicator
     assert enc.age_unknown_value == pytest.approx(0.516667)
-    # [age | male female unknown | abdomen acral back chest ear face ... upper extremity]
-    want = np.zeros(19, np.float32)
-    want[[0, 1, 1 + 3 + 2]] = [np.float32(0.45), 1.0, 1.0]
+    # [age | age missing | male female unknown | abdomen acral back chest ear face ... upper ext.]
+    want = np.zeros(20, np.float32)
+    want[[0, 2, 2 + 3 + 2]] = [np.float32(0.45), 1.0, 1.0]
     np.testing.assert_array_equal(enc.encode(45, "male", "back"), want)
-    want = np.zeros(19, np.float32)
-    want[[0, 3, 4 + 13]] = [np.float32(0.516667), 1.0, 1.0]  # unknown age, sex, site
+    want = np.zeros(20, np.float32)
+    want[[0, 1, 4, 5 + 13]] = [np.float32(0.516667), 1.0, 1.0, 1.0]  # unknown age, sex, site
     np.testing.assert_array_equal(enc.encode(None, None, ""), want)
-    want = np.zeros(19, np.float32)
-    want[[0, 2, 4 + 9]] = [np.float32(0.51), 1.0, 1.0]  # "lower extremity"
+    want = np.zeros(20, np.float32)
+    want[[0, 3, 5 + 9]] = [np.float32(0.51), 1.0, 1.0]  # "lower extremity"
     np.testing.assert_array_equal(enc.encode(51, "  Female ", "Lower Extremity\t"), want)
 
 

@@ -18,7 +18,7 @@ from mobile_skin import bench_report, benchmark, export
 from mobile_skin.bench_models import RUNTIMES
 from mobile_skin.bench_report import COLUMNS, CONVERT_FAILED, OK, BenchRow
 from mobile_skin.errors import EXIT_USAGE
-from mobile_skin.machine import cpu_name, slug
+from mobile_skin.machine import cpu_features, cpu_name, feature_tag, slug
 
 POSITIVE = ("latency_median_ms", "latency_p90_ms", "latency_mean_ms", "params", "depth", "gflops",
             "file_mb", "peak_rss_mb", "rss_before_load_mb", "latency_runs")  # fmt: skip
@@ -51,7 +51,7 @@ def test_quick_writes_every_output_named_after_machine_and_versions(quick):
     files = sorted((out / "results").iterdir())
     assert {f.suffix for f in files} == {".md", ".csv", ".json", ".png"}
     for f in files:
-        assert f.name.startswith(f"table10_quick_{slug(cpu_name())}_threads-1_tf-")
+        assert f.name.startswith(f"table10_quick_{slug(cpu_name())}-{feature_tag()}_threads-1_tf-")
         assert "_litert-" in f.name and "_ort-" in f.name
     assert (out / "results" / (files[0].name.rsplit(".", 1)[0] + ".png")).read_bytes()[:4] == (
         b"\x89PNG"
@@ -66,6 +66,7 @@ def test_quick_rows_are_well_formed(quick):
     assert cpu_name() in doc["title"]
     for r in rows:
         assert set(r) == set(COLUMNS)
+        assert r["cpu_features"] == " ".join(cpu_features())  # int8 speed depends on them
         assert r["threads"] == 1 and r["image_size"] == 64 and r["weights"] == "untrained"
     by_runtime = {r["runtime"]: r for r in rows}
     failed = by_runtime.pop("onnx_int8")

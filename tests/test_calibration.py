@@ -12,7 +12,7 @@ from mobile_skin.calibration import (
     per_class_counts,
     representative_dataset,
 )
-from mobile_skin.encoding import CLASSES, MetadataEncoding
+from mobile_skin.encoding import CLASSES, METADATA_SIZE, MetadataEncoding
 from mobile_skin.errors import UserError
 from mobile_skin.spec import ModelSpec
 
@@ -75,6 +75,6 @@ def test_samples_are_model_inputs_by_name(synthetic_root):
     for sample in samples:
         assert sorted(sample) == ["image", "metadata"]
         assert sample["image"].shape == (1, 32, 32, 3) and sample["image"].dtype == np.float32
-        assert sample["metadata"].shape == (1, 19)
+        assert sample["metadata"].shape == (1, METADATA_SIZE)
         assert 0 <= sample["image"].min() and sample["image"].max() <= 255
     assert len(list(representative_dataset(samples, progress=None)())) == 14

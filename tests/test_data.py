@@ -133,3 +133,57 @@ def test_augmentation_keeps_shape_and_differs_by_epoch(root):
     b = next(iter(ds))[0]["image"].numpy()
     assert a.shape == b.shape == (6, 32, 32, 3)
     assert not np.array_equal(np.sort(a.ravel()), np.sort(b.ravel()))
+
+
+def test_metadata_dropout_rates_seed_and_fields():
+    import tensorflow as tf
+
+    from mobile_skin.encoding import MetadataEncoding
+    from mobile_skin.pipeline import metadata_dropout
+
+    enc = MetadataEncoding(age_unknown_value=0.5)
+    vec = tf.constant(enc.encode(45, "female", "back"))
+    slices = enc.field_slices()
+    blank = enc.unknown_vector()
+    dropped = np.zeros((2000, 3), bool)
+    for i in range(2000):
+        out = metadata_dropout(vec, enc, 0.3, tf.constant([i, 11], tf.int64)).numpy()
+        for j, piece in enumerate(slices.values()):
+            part = out[piece]
+            # a field is either untouched or exactly its unknown value, never a mix
+            assert np.array_equal(part, vec.numpy()[piece]) or np.array_equal(part, blank[piece])
+            dropped[i, j] = np.array_equal(part, blank[piece])
+    rates = dropped.mean(axis=0)
+    assert np.all(np.abs(rates - 0.3) < 0.04), rates
+    assert abs(dropped.all(axis=1).mean() - 0.3**3) < 0.015  # fields drop independently
+    seed = tf.constant([5, 6], tf.int64)
+    np.testing.assert_array_equal(
+        metadata_dropout(vec, enc, 0.5, seed), metadata_dropout(vec, enc, 0.5, seed)
+    )
+    np.testing.assert_array_equal(metadata_dropout(vec, enc, 0.0, seed), vec)
+
+
+def test_metadata_dropout_only_while_training(root):
+    from mobile_skin.encoding import MetadataEncoding
+
+    frame = load_ham10000(root, drop_missing_age=False, log=quiet)
+    enc = MetadataEncoding.fit(frame["age"])
+    want = enc.encode_frame(frame)
+
+    def metadata(**kwargs):
+        ds = make_dataset(frame, 32, len(frame), encoding=enc, seed=3, **kwargs)
+        batch = next(iter(ds))[0]
+        return batch["metadata"].numpy(), batch["image"].numpy()
+
+    evaluation, _ = metadata(metadata_dropout_rate=0.5)
+    np.testing.assert_array_equal(evaluation, want)  # evaluation never drops
+    trained, _ = metadata(training=True, metadata_dropout_rate=0.5)
+    rows = {tuple(r) for r in want}
+    blank = enc.unknown_vector()
+    changed = [r for r in trained if tuple(r) not in rows]
+    assert changed, "no metadata was dropped at rate 0.5"
+    assert any(np.array_equal(r, blank) for r in trained)  # sometimes all three at once
+    untouched, _ = metadata(training=True, metadata_dropout_rate=0.0)
+    assert {tuple(r) for r in untouched} <= rows  # rate 0 reproduces the plain encoding
+    with pytest.raises(UserError, match="--metadata-dropout 1.5 is outside 0..1"):
+        make_dataset(frame, 32, 4, encoding=enc, metadata_dropout_rate=1.5)

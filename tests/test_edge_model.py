@@ -9,6 +9,7 @@ import tf_keras
 
 from mobile_skin.config import ModelConfig
 from mobile_skin.edge_model import rewrite_counts, to_edge_model
+from mobile_skin.encoding import METADATA_SIZE
 from mobile_skin.model import build_model, load_model
 from mobile_skin.soft_attention import SoftAttention
 from mobile_skin.tflite_profile import list_ops
@@ -48,7 +49,7 @@ def _inputs(model: tf_keras.Model, n: int = 4, seed: int = 1) -> dict[str, np.nd
     size = model.input_shape[0][1] if isinstance(model.input_shape, list) else model.input_shape[1]
     out = {"image": rng.uniform(0, 255, (n, size, size, 3)).astype(np.float32)}
     if "metadata" in model.input_names:
-        out["metadata"] = rng.uniform(0, 1, (n, 19)).astype(np.float32)
+        out["metadata"] = rng.uniform(0, 1, (n, METADATA_SIZE)).astype(np.float32)
     return out
 
 
@@ -159,7 +160,7 @@ def _int8_two_inputs(model: tf_keras.Model) -> bytes:
         for _ in range(8):
             yield {
                 "image": rng.uniform(0, 255, (1, SIZE, SIZE, 3)).astype(np.float32),
-                "metadata": rng.uniform(0, 1, (1, 19)).astype(np.float32),
+                "metadata": rng.uniform(0, 1, (1, METADATA_SIZE)).astype(np.float32),
             }
 
     return convert_tflite(model, spec, "int8", data)

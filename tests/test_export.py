@@ -15,6 +15,7 @@ from mobile_skin import edge_model
 from mobile_skin.encoding import CLASSES
 from mobile_skin.export import FORMATS, model_path
 from mobile_skin.parity import FAIL, PASS, TOLERANCES, UNVERIFIED, judge, load_rows
+from mobile_skin.robustness import CONDITIONS
 from mobile_skin.runtime import load_runtime
 from mobile_skin.spec import LABELS_FILE, SPEC_FILE, ModelSpec
 
@@ -53,22 +54,23 @@ def test_each_format_exports_runs_and_is_gated(fmt, smoke_run, exported):
     # The file runs, by name, and the row's numbers are the ones the gate judged.
     rt = load_runtime(path, spec)
     assert sorted(rt.input_names) == ["image", "metadata"]
-    assert row.n > 0 and row.size_bytes == path.stat().st_size
-    assert row.status in (PASS, FAIL) and row.status == judge(row, _keras_row(smoke_run)).status
+    assert row.size_bytes == path.stat().st_size
+    assert list(row.splits) == ["test", "val"]  # judged on both splits
+    assert all(c.n > 0 for c in row.splits.values())
+    status = row.status
+    assert status in (PASS, FAIL) and status == judge(row, CLASSES).status
     # Sanity bounds that hold for any smoke model (the gate itself may PASS or FAIL 8-bit files:
     # the smoke model differs per session and its near-tied answers flip easily).
-    if mode in ("fp32", "fp16"):
-        assert row.max_abs_diff < (1e-4 if mode == "fp32" else 1e-2)
-    else:
-        assert row.mean_abs_diff < 0.05 and row.agreement >= 0.5
+    for c in row.splits.values():
+        if mode in ("fp32", "fp16"):
+            assert c.max_abs_diff < (1e-4 if mode == "fp32" else 1e-2)
+        else:
+            assert c.mean_abs_diff < 0.05 and c.agreement >= 0.5
+        assert c.flips == sum(c.flips_by_margin.values()) == len(c.flipped)
     if mode == "fp32":
         assert row.status == PASS, row.reason
     recorded = {r.format: r for r in load_rows(smoke_run.root / "export" / "parity.json")}
     assert recorded[fmt].status == row.status and recorded["keras"].status == "REFERENCE"
-
-
-def _keras_row(run):
-    return {r.format: r for r in load_rows(run.root / "export" / "parity.json")}["keras"]
 
 
 def test_quantized_files_are_smaller_and_int8_is_integer(smoke_run, exported):
@@ -95,6 +97,12 @@ def test_parity_table_names_the_machine_and_every_format(smoke_run, exported):
     assert doc["tolerances"].keys() == TOLERANCES.keys()
     for fmt in ["keras", *EXPORTED]:
         assert f"| {fmt} |" in md
+    # Every format is also scored with the metadata set to unknown (shown, not judged).
+    assert "### Balanced accuracy with metadata set to unknown" in md
+    for row in doc["rows"]:
+        for split in row["splits"].values():
+            assert list(split["masked"]) == list(CONDITIONS)
+            assert split["masked"]["as given"]["balanced_accuracy"] == split["balanced_accuracy"]
 
 
 @pytest.fixture
@@ -125,7 +133,8 @@ def test_a_damaged_model_fails_the_gate_with_exit_1_and_a_failed_name(
     assert (out_dir / "model.FAILED.onnx").is_file() and not (out_dir / "model.onnx").exists()
     assert ModelSpec.load(out_dir).model_file == "model.FAILED.onnx"
     row = {r.format: r for r in load_rows(run_copy / "export" / "parity.json")}["onnx_fp32"]
-    assert row.status == FAIL and "max |dp|" in row.reason and row.max_abs_diff > 1e-4
+    assert row.status == FAIL and "max |dp|" in row.reason
+    assert row.splits["test"].max_abs_diff > 1e-4
     assert "onnx_fp32: FAIL" in capsys.readouterr().out
 
     # Re-exported without the gate: the good name comes back, the failed file goes, it says so.
@@ -188,3 +197,48 @@ def test_scripts_run_from_the_repo_root(tmp_path):
         done.stderr.strip().splitlines()[-1]
         == f"error: {tmp_path / 'none'}: run directory not found"
     )
+
+
+class _Stop(Exception):
+    """Raised by the QAT spy: the test has seen what it needs, no fine-tuning or conversion."""
+
+
+@pytest.fixture
+def qat_spy(monkeypatch):
+    """Replace ``qat.quantize_aware`` by a spy recording its arguments, then stopping the export."""
+    from mobile_skin import qat
+
+    seen: dict = {}
+
+    def spy(data, model, **kwargs):
+        seen.update(data=data, kwargs=kwargs)
+        raise _Stop
+
+    monkeypatch.setattr(qat, "quantize_aware", spy)
+    return seen
+
+
+def test_qat_reads_the_images_from_data(run_copy, synthetic_root, tmp_path, qat_spy):
+    from mobile_skin.export import export_formats
+
+    moved = tmp_path / "moved"
+    shutil.copytree(synthetic_root, moved)
+    with pytest.raises(_Stop):
+        export_formats(
+            run_copy, ["tflite_int8_qat"], data_dir=str(moved), calibration_samples=14,
+            verify=False, log=lambda _m: None,
+        )  # fmt: skip
+    data = qat_spy["data"]
+    paths = [*data.train["path"], *data.val["path"]]
+    assert paths and all(str(p).startswith(str(moved)) for p in paths)
+
+
+def test_qat_calibrates_on_the_requested_number_of_images(run_copy, qat_spy):
+    from mobile_skin.export import export_formats
+
+    with pytest.raises(_Stop):
+        export_formats(
+            run_copy, ["tflite_int8_qat"], calibration_samples=21, verify=False,
+            log=lambda _m: None,
+        )  # fmt: skip
+    assert qat_spy["kwargs"]["calibration_samples"] == 21

@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 import tf_keras
 
-from mobile_skin.encoding import MetadataEncoding
+from mobile_skin.encoding import METADATA_SIZE, MetadataEncoding
 from mobile_skin.export_onnx import convert_onnx
 from mobile_skin.spec import ModelSpec
 
@@ -19,7 +19,7 @@ def test_captured_normalization_constants_stay_inside_the_file():
     import onnxruntime as ort
 
     L = tf_keras.layers
-    image, meta = L.Input((32, 32, 3), name="image"), L.Input((19,), name="metadata")
+    image, meta = L.Input((32, 32, 3), name="image"), L.Input((METADATA_SIZE,), name="metadata")
     x = L.Normalization(mean=[120.0, 110.0, 100.0], variance=[900.0, 800.0, 700.0])(image)
     x = L.Concatenate()([L.GlobalAveragePooling2D()(x), meta])
     model = tf_keras.Model([image, meta], L.Dense(7, activation="softmax", name="probs")(x))
@@ -30,7 +30,7 @@ def test_captured_normalization_constants_stay_inside_the_file():
     rng = np.random.default_rng(0)
     inputs = {
         "image": rng.uniform(0, 255, (2, 32, 32, 3)).astype(np.float32),
-        "metadata": rng.random((2, 19), dtype=np.float32),
+        "metadata": rng.random((2, METADATA_SIZE), dtype=np.float32),
     }
     options = ort.SessionOptions()
     options.log_severity_level = 3

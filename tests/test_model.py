@@ -5,6 +5,7 @@ import pytest
 import tf_keras
 
 from mobile_skin.config import ModelConfig
+from mobile_skin.encoding import METADATA_SIZE
 from mobile_skin.errors import UserError
 from mobile_skin.model import (
     BACKBONES,
@@ -48,7 +49,7 @@ def test_head_and_named_io():
     assert model.get_layer("attention_dropout").rate == 0.5
     x = {
         "image": np.full((2, 64, 64, 3), 128, np.float32),
-        "metadata": np.zeros((2, 19), np.float32),
+        "metadata": np.zeros((2, METADATA_SIZE), np.float32),
     }
     probs = model(x).numpy()
     assert probs.shape == (2, 7)
@@ -67,7 +68,7 @@ def test_every_backbone_builds_at_its_smallest_size(name):
     model = build_model(cfg(backbone=name), size)
     x = {
         "image": np.zeros((1, size, size, 3), np.float32),
-        "metadata": np.zeros((1, 19), np.float32),
+        "metadata": np.zeros((1, METADATA_SIZE), np.float32),
     }
     assert model(x).shape == (1, 7)
     assert isinstance(model.get_layer("soft_attention"), SoftAttention)
@@ -127,7 +128,10 @@ def test_weights_path_loads_and_mismatch_is_refused(tmp_path):
 def test_attention_model_exposes_alpha():
     model = build_model(cfg(), 96)
     probs, alpha = attention_model(model)(
-        {"image": np.zeros((1, 96, 96, 3), np.float32), "metadata": np.zeros((1, 19), np.float32)}
+        {
+            "image": np.zeros((1, 96, 96, 3), np.float32),
+            "metadata": np.zeros((1, METADATA_SIZE), np.float32),
+        }
     )
     assert alpha.shape == (1, 3, 3, 1)
     assert float(alpha.numpy().sum()) == pytest.approx(16, rel=1e-4)  # 16 heads, each sums to 1

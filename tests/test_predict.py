@@ -66,6 +66,7 @@ def test_cli_prints_top3_with_full_names(model_files, images, capsys):
     out = captured.out.splitlines()
     assert out[0] == images[0] and out[4] == images[1] and len(out) == 8
     assert "not a diagnosis" in captured.err
+    assert "note: age, sex, site unknown: the answer relies on the image alone" in captured.err
     assert out[1].lstrip().startswith("1. ") and out[1].rstrip().endswith("%")
     names = ("melanoma", "nevus", "carcinoma", "keratosis", "dermatofibroma", "vascular")
     assert all(any(n in line for n in names) for line in out[1:4])
@@ -117,3 +118,11 @@ def test_bad_input_is_one_line_and_exit_2(
     err = capsys.readouterr().err.strip()
     assert err.startswith("error: ") and message in err and "\n" not in err
     assert "{{" not in err and "[Op:" not in err  # no TensorFlow internals in the message
+
+
+def test_cli_names_only_the_fields_left_unknown(model_files, images, capsys):
+    args = [images[0], "--model", str(model_files["onnx"]), "--age", "60", "--sex", "male"]
+    assert main(args) == 0
+    assert "note: site unknown: the answer relies on the image alone for it" in capsys.readouterr().err
+    assert main([*args, "--site", "back"]) == 0
+    assert "relies on the image alone" not in capsys.readouterr().err

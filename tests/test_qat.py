@@ -40,7 +40,16 @@ def smoke(smoke_run):
 
 
 @pytest.fixture(scope="module")
-def calibrated(smoke_run, smoke):
+def data(smoke_run):
+    """What the exporter hands QAT: the smoke run's rows and training settings."""
+    cfg, spec, frame, split = load_run_data(smoke_run)
+    return qat.QatData.from_config(
+        cfg, spec, subset(frame, split, "train"), subset(frame, split, "val")
+    )
+
+
+@pytest.fixture(scope="module")
+def calibrated(data, smoke):
     """What the exporter does: ``quantize_aware`` on the edge model, here without fine-tuning and
     with min/max ranges: the least-squares ranges (the default), searched on 14 images, clip
     some of the smoke model's test images hard (per-image max |dp| up to 0.96 measured), which
@@ -48,7 +57,7 @@ def calibrated(smoke_run, smoke):
     edge = edge_model.to_edge_model(smoke[0])
     log: list[str] = []
     qat_model, lines = qat.quantize_aware(
-        smoke_run, edge, epochs=0, calibration_samples=14, log=log.append, range_method="minmax"
+        data, edge, epochs=0, calibration_samples=14, log=log.append, range_method="minmax"
     )
     return edge, qat_model, lines, log
 
@@ -141,11 +150,11 @@ def test_calibrated_qat_model_is_close_to_float_and_described(calibrated, smoke)
 
 
 @pytest.mark.slow  # the same checks on the trained (not edge-rewritten) graph, ~25 s
-def test_trained_graph_calibrates_too(smoke, smoke_run):
+def test_trained_graph_calibrates_too(smoke, data):
     model, _, inputs = smoke
     log: list[str] = []
     qat_model, lines = qat.quantize_aware(
-        smoke_run, model, epochs=0, calibration_samples=14, log=log.append, range_method="minmax"
+        data, model, epochs=0, calibration_samples=14, log=log.append, range_method="minmax"
     )
     _check_calibrated(model, qat_model, lines, log, inputs)
     assert "TFOpLambda __operators__.add -> ConstantAdd x 25" in "\n".join(lines)
@@ -153,7 +162,7 @@ def test_trained_graph_calibrates_too(smoke, smoke_run):
 
 @pytest.mark.slow  # fine-tuning traces the training step of the whole QAT graph (~1 min)
 @pytest.mark.parametrize("targets", ["labels", "float_model"])
-def test_quantize_aware_fine_tunes(targets, smoke_run, smoke, monkeypatch):
+def test_quantize_aware_fine_tunes(targets, data, smoke, monkeypatch):
     model = edge_model.to_edge_model(smoke[0])
     log: list[str] = []
     snapshots = []  # activation ranges when the validation comparison runs: before, after
@@ -165,7 +174,7 @@ def test_quantize_aware_fine_tunes(targets, smoke_run, smoke, monkeypatch):
 
     monkeypatch.setattr(qat, "_compare_on_val", spy)
     qat_model, lines = qat.quantize_aware(
-        smoke_run, model, epochs=1, batch_size=8, steps_per_epoch=2, calibration_samples=14,
+        data, model, epochs=1, batch_size=8, steps_per_epoch=2, calibration_samples=14,
         targets=targets, learning_rate=1e-3, log=log.append,
     )  # fmt: skip
     # (lr 1e-3: with Adam's epsilon 0.1 and a student that starts next to its teacher, two
@@ -280,11 +289,11 @@ def test_converted_file_is_int8_but_the_head_and_runs_by_signature(converted, ca
         assert np.abs(got[0] - want[i]).max() < 0.5
 
 
-def test_bad_arguments_and_unquantizable_layers_are_one_line_errors(smoke_run, smoke):
+def test_bad_arguments_and_unquantizable_layers_are_one_line_errors(data, smoke):
     with pytest.raises(UserError, match="epochs"):
-        qat.quantize_aware(smoke_run, smoke[0], epochs=-1)
+        qat.quantize_aware(data, smoke[0], epochs=-1)
     with pytest.raises(UserError, match="targets 'teacher'"):
-        qat.quantize_aware(smoke_run, smoke[0], targets="teacher")
+        qat.quantize_aware(data, smoke[0], targets="teacher")
     x = tf_keras.Input((4,), name="x")
     y = tf_keras.layers.Dense(2, name="d")(tf.math.sin(x))
     with pytest.raises(UserError, match=r"TFOpLambda math\.sin"):

@@ -42,10 +42,21 @@ def test_smoke_run_writes_everything(smoke_run: RunPaths):
         "roc_curves.png",
         "training_curves.png",
         "attention_maps.png",
+        "metadata_robustness.png",
     }
     metrics = json.loads(p.metrics.read_text())
     assert metrics["n"] == (pd.read_csv(p.split)["split"] == "test").sum()
     assert 0 <= metrics["balanced_accuracy"] <= 1 and len(metrics["per_class"]) == 7
+    # The same test rows with metadata fields set to unknown, as given first.
+    robust = metrics["metadata_robustness"]
+    assert list(robust) == ["as given", "age masked", "sex masked", "site masked", "all masked"]
+    assert robust["as given"]["balanced_accuracy"] == metrics["balanced_accuracy"]
+    assert all(len(m["recall"]) == 7 for m in robust.values())
+    assert "## Missing metadata" in p.report.read_text()
+    # Rows without an age are kept (encoded as unknown), so the encoding has the indicator.
+    assert cfg["data"]["drop_missing_age"] is False and cfg["data"]["metadata_dropout"] > 0
+    spec = json.loads(p.spec.read_text())["inputs"]["metadata"]["encoding"]
+    assert spec["age_missing_indicator"] is True and spec["size"] == 20
     report = p.report.read_text()
     assert (
         "balanced accuracy" in report
@@ -102,10 +113,49 @@ def test_resume_continues_instead_of_restarting(synthetic_root, tmp_path, capsys
     assert 1 <= callbacks["BestModel"]["best_epoch"] <= 4
 
 
+def test_the_split_is_drawn_before_rows_without_age_are_dropped(synthetic_root, tmp_path):
+    def split_of(*flags):
+        args = train.parse_args(["--data", str(synthetic_root), *TINY, *flags,
+                                 "--out", str(tmp_path / "_".join(flags or ("keep",)))])  # fmt: skip
+        cfg = train.resolve_config(args)
+        paths = train.prepare_run_dir(args.out, cfg, resume=False, force=False)
+        cfg.train.epochs, cfg.train.steps_per_epoch = 1, 1
+        train.train(cfg, paths, evaluate=False, log=lambda _m: None)
+        return pd.read_csv(paths.split).set_index("image_id")["split"], cfg
+
+    kept, cfg = split_of()
+    dropped, dropped_cfg = split_of("--drop-missing-age")
+    ages = pd.read_csv(synthetic_root / "HAM10000_metadata.csv").set_index("image_id")["age"]
+    assert not cfg.data.drop_missing_age and dropped_cfg.data.drop_missing_age
+    assert set(kept.index) - set(dropped.index) == set(ages[ages.isna()].index)
+    assert (kept[dropped.index] == dropped).all()  # same assignment for the rows both use
+
+
+def test_paper_preset_is_the_papers_protocol():
+    cfg = train.resolve_config(train.parse_args(["--data", "d", "--preset", "paper"]))
+    assert cfg.data.split == "paper" and cfg.data.drop_missing_age
+    assert cfg.data.metadata_dropout == 0 and not cfg.data.age_missing_indicator
+    cfg = train.resolve_config(
+        train.parse_args(["--data", "d", "--metadata-dropout", "0.4", "--no-age-indicator"])
+    )
+    assert cfg.data.metadata_dropout == 0.4 and not cfg.data.age_missing_indicator
+
+
+def test_config_from_an_older_version_keeps_its_behaviour():
+    from mobile_skin.config import RunConfig
+
+    old = RunConfig().to_dict()
+    for key in ("metadata_dropout", "age_missing_indicator"):
+        del old["data"][key]
+    cfg = RunConfig.from_dict(old)
+    assert cfg.data.metadata_dropout == 0.0 and not cfg.data.age_missing_indicator
+
+
 @pytest.mark.parametrize(
     "args,message",
     [
         (["--data", "/no/such/dir"], "/no/such/dir: data directory not found"),
+        (["--metadata-dropout", "1.2"], "--metadata-dropout 1.2 is outside 0..1"),
         (["--backbone", "vgg16"], "unknown --backbone 'vgg16'"),
         (["--image-size", "16"], "--image-size 16 is too small for mobilenet_v3_large_240"),
         (["--weights", "/no/weights.h5"], "--weights /no/weights.h5: file not found"),

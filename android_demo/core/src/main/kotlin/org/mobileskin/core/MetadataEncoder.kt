@@ -4,10 +4,11 @@ package org.mobileskin.core
  * The patient-metadata encoding read from `model_spec.json` (`inputs.metadata.encoding`): the
  * Kotlin twin of Python's `mobile_skin.encoding.MetadataEncoding.encode`.
  *
- * Vector: `age / ageScale` at the age offset (an unknown age becomes [ageUnknownValue]), a one-hot
- * sex at the sex offset and a one-hot site at the localization offset. Sex and site are matched
- * after trimming and lower-casing; null, "", "nan" and "none" mean "unknown". An age outside
- * 0..[maxAge] or a word outside the vocabularies is rejected with [MetadataException].
+ * Vector: `age / ageScale` at the age offset (an unknown age becomes [ageUnknownValue]), then, when
+ * the spec has `age_missing_indicator`, a 0/1 "age unknown" feature at [ageMissingOffset]; a
+ * one-hot sex at the sex offset and a one-hot site at the localization offset. Sex and site are
+ * matched after trimming and lower-casing; null, "", "nan" and "none" mean "unknown". An age
+ * outside 0..[maxAge] or a word outside the vocabularies is rejected with [MetadataException].
  */
 class MetadataEncoder(
     val ageScale: Double,
@@ -17,10 +18,12 @@ class MetadataEncoder(
     val ageOffset: Int = 0,
     val sexOffset: Int = 1,
     val localizationOffset: Int = 1 + sexes.size,
-    val maxAge: Double = DEFAULT_MAX_AGE
+    val maxAge: Double = DEFAULT_MAX_AGE,
+    /** Index of the missing-age indicator, or null for an encoding without one. */
+    val ageMissingOffset: Int? = null
 ) {
     /** Length D of the vector. */
-    val size: Int = 1 + sexes.size + localizations.size
+    val size: Int = 1 + (if (ageMissingOffset != null) 1 else 0) + sexes.size + localizations.size
 
     init {
         if (!(ageScale > 0.0)) throw SpecException("encoding.age_scale: expected > 0, got $ageScale")
@@ -28,14 +31,27 @@ class MetadataEncoder(
         if (sexes.toSet().size != sexes.size || localizations.toSet().size != localizations.size) {
             throw SpecException("encoding: repeated word in a vocabulary")
         }
-        // The three segments must tile 0 until size exactly, whatever their order.
-        val segments = listOf(ageOffset to 1, sexOffset to sexes.size, localizationOffset to localizations.size)
+        // The segments must tile 0 until size exactly, whatever their order.
+        val segments = (listOf(ageOffset to 1, sexOffset to sexes.size, localizationOffset to localizations.size) +
+            (if (ageMissingOffset != null) listOf(ageMissingOffset to 1) else emptyList()))
             .sortedBy { it.first }
         var next = 0
         for ((offset, length) in segments) {
             if (offset != next) throw SpecException("encoding.offsets do not tile the vector: $segments")
             next += length
         }
+    }
+
+    /**
+     * Which fields of a patient are unknown ("age", "sex", "localization"), in that order: the
+     * model answers from the image alone for those. Values that would be rejected count as known.
+     */
+    fun unknownFields(age: Double?, sex: String?, site: String?): List<String> {
+        val out = ArrayList<String>()
+        if (age == null || age.isNaN()) out.add("age")
+        if (isUnknownWord(sex)) out.add("sex")
+        if (isUnknownWord(site)) out.add("localization")
+        return out
     }
 
     /**
@@ -49,6 +65,7 @@ class MetadataEncoder(
     fun encode(age: Double?, sex: String?, site: String?): FloatArray {
         val vector = FloatArray(size)
         vector[ageOffset] = encodeAge(age)
+        if (ageMissingOffset != null && (age == null || age.isNaN())) vector[ageMissingOffset] = 1.0f
         vector[sexOffset + index(sexes, sex, "sex")] = 1.0f
         vector[localizationOffset + index(localizations, site, "site")] = 1.0f
         return vector
@@ -63,9 +80,15 @@ class MetadataEncoder(
         return (age / ageScale).toFloat()
     }
 
+    private fun isUnknownWord(value: String?): Boolean = normalise(value) == UNKNOWN
+
+    private fun normalise(value: String?): String {
+        val key = if (value == null) UNKNOWN else lowerCase(value.trim())
+        return if (key == "" || key == "nan" || key == "none") UNKNOWN else key
+    }
+
     private fun index(vocab: List<String>, value: String?, field: String): Int {
-        var key = if (value == null) UNKNOWN else lowerCase(value.trim())
-        if (key == "" || key == "nan" || key == "none") key = UNKNOWN
+        val key = normalise(value)
         val i = vocab.indexOf(key)
         if (i < 0) {
             throw MetadataException(field, "unknown $field '$value'; expected one of: ${vocab.joinToString(", ")}")
@@ -91,9 +114,16 @@ class MetadataEncoder(
         /** Reads `inputs.metadata.encoding` of `model_spec.json`. */
         fun fromJson(enc: Map<String, Any?>): MetadataEncoder {
             val path = "inputs.metadata.encoding"
+            val indicator = when (val flag = enc["age_missing_indicator"]) {
+                null -> false
+                is Boolean -> flag
+                else -> throw SpecException("$path.age_missing_indicator: expected true or false, got $flag")
+            }
+            val expected = if (indicator) setOf("age", "age_missing", "sex", "localization")
+            else setOf("age", "sex", "localization")
             val layout = enc["layout"]?.let { JsonPath.strings(it, "$path.layout") }
-            if (layout != null && layout.toSet() != setOf("age", "sex", "localization")) {
-                throw SpecException("$path.layout: expected age, sex and localization, got $layout")
+            if (layout != null && layout.toSet() != expected) {
+                throw SpecException("$path.layout: expected ${expected.joinToString(", ")}, got $layout")
             }
             val sexes = JsonPath.strings(JsonPath.field(enc, "sexes", path), "$path.sexes")
             val sites = JsonPath.strings(JsonPath.field(enc, "localizations", path), "$path.localizations")
@@ -104,9 +134,11 @@ class MetadataEncoder(
             fun offset(name: String, default: Int): Int =
                 if (offsets == null) default
                 else JsonPath.int(JsonPath.field(offsets, name, "$path.offsets"), "$path.offsets.$name")
+            val first = if (indicator) 2 else 1
             val encoder = MetadataEncoder(
                 ageScale, ageUnknown, sexes, sites,
-                offset("age", 0), offset("sex", 1), offset("localization", 1 + sexes.size), maxAge
+                offset("age", 0), offset("sex", first), offset("localization", first + sexes.size), maxAge,
+                if (indicator) offset("age_missing", 1) else null
             )
             val declared = enc["size"]?.let { JsonPath.int(it, "$path.size") }
             if (declared != null && declared != encoder.size) {

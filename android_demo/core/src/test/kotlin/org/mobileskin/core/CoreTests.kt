@@ -80,12 +80,16 @@ private fun specTests(t: TestRunner, golden: File) {
         assertEquals("melanoma (mel)", spec.displayName(4), "display name")
         assertEquals("melanocytic nevus (nv)", spec.displayName(5), "display name")
         val enc = spec.encoder ?: fail("no metadata encoder")
-        assertEquals(19, enc.size, "metadata size")
+        assertEquals(20, enc.size, "metadata size")
         assertEquals(100.0, enc.ageScale, "age_scale")
         assertEquals(0.516667, enc.ageUnknownValue, "age_unknown_value")
         assertEquals(listOf("male", "female", "unknown"), enc.sexes, "sexes")
         assertEquals(15, enc.localizations.size, "localizations")
-        assertEquals(listOf(0, 1, 4), listOf(enc.ageOffset, enc.sexOffset, enc.localizationOffset), "offsets")
+        assertEquals(
+            listOf(0, 1, 2, 5),
+            listOf(enc.ageOffset, enc.ageMissingOffset, enc.sexOffset, enc.localizationOffset),
+            "offsets"
+        )
     }
     t.test("spec: a model without metadata has no encoder") {
         val spec = ModelSpec.parse(specJson(metadata = null))
@@ -126,14 +130,17 @@ private fun specJson(
     metadataShape: String = "[-1, 7]",
     offsets: String = """{"age": 6, "sex": 0, "localization": 3}""",
     probsShape: String = "[-1, 2]",
-    metadata: String? = "default"
+    metadata: String? = "default",
+    indicator: Boolean = false
 ): String {
     val meta = metadata ?: ""
+    val layout = if (indicator) """["sex", "localization", "age", "age_missing"]"""
+    else """["sex", "localization", "age"]"""
     val metadataInput = if (meta.isEmpty()) "" else """,
         "metadata": {"shape": $metadataShape, "dtype": "float32", "encoding": {
           "age_scale": $ageScale, "age_unknown_value": 0.25, "sexes": $sexes,
-          "localizations": ["b", "a", "unknown"], "layout": ["sex", "localization", "age"],
-          "size": $size, "offsets": $offsets}}"""
+          "localizations": ["b", "a", "unknown"], "layout": $layout,
+          "age_missing_indicator": $indicator, "size": $size, "offsets": $offsets}}"""
     return """{
       "format_version": $version, "classes": ["x", "y"], "class_names": {"y": "why"},
       "image_size": 8,
@@ -180,6 +187,32 @@ private fun metadataTests(t: TestRunner, golden: File) {
     }
     t.test("metadata: NaN age is unknown, like Python") {
         assertEquals(0.516667f, encoder.encode(Double.NaN, "male", "back")[0], "age")
+        assertEquals(1.0f, encoder.encode(Double.NaN, "male", "back")[1], "missing-age indicator")
+    }
+    t.test("metadata: the golden spec has the missing-age indicator after the age") {
+        assertEquals(20, encoder.size, "size")
+        assertEquals(1, encoder.ageMissingOffset, "indicator offset")
+        assertEquals(0.0f, encoder.encode(45.0, "male", "back")[1], "known age: indicator off")
+        assertEquals(1.0f, encoder.encode(null, "male", "back")[1], "unknown age: indicator on")
+    }
+    t.test("metadata: which fields the answer ignores") {
+        assertEquals(listOf("age", "sex", "localization"), encoder.unknownFields(null, " ", "Unknown"), "all")
+        assertEquals(listOf("localization"), encoder.unknownFields(40.0, "female", null), "site")
+        assertEquals(emptyList<String>(), encoder.unknownFields(40.0, "female", "back"), "none")
+    }
+    t.test("metadata: a spec without the indicator (older models) keeps the 19-wide layout") {
+        val enc = ModelSpec.parse(specJson()).encoder ?: fail("no encoder")
+        assertEquals(null, enc.ageMissingOffset, "no indicator")
+        val flagged = specJson(
+            size = 8, metadataShape = "[-1, 8]", indicator = true,
+            offsets = """{"age": 6, "age_missing": 7, "sex": 0, "localization": 3}"""
+        )
+        val withFlag = ModelSpec.parse(flagged).encoder ?: fail("no encoder")
+        assertEquals(listOf(0f, 0f, 1f, 0f, 0f, 1f, 0.25f, 1f), withFlag.encode(null, null, " ").toList(), "unknowns")
+        assertThrows<SpecException>("indicator offset clashes") {
+            ModelSpec.parse(specJson(size = 8, metadataShape = "[-1, 8]", indicator = true,
+                offsets = """{"age": 6, "age_missing": 6, "sex": 0, "localization": 3}"""))
+        }
     }
     t.test("metadata: parseAge") {
         assertEquals(null, MetadataEncoder.parseAge(null), "null")
