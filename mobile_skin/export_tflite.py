@@ -100,23 +100,9 @@ def convert_tflite(
         raise UserError(f"unknown TFLite mode {mode!r}; choose from {', '.join(TFLITE_MODES)}")
     if mode == "int8" and representative_data is None and not (qat and float_ops):
         raise ValueError("int8 conversion needs representative_data")
-    serve = serving_function(model, spec, TFLITE_BATCH)
-    converter = tf.lite.TFLiteConverter.from_concrete_functions(
-        [serve.get_concrete_function()], _signature_root(model, serve)
-    )
-    if mode != "fp32":
-        converter.optimizations = [tf.lite.Optimize.DEFAULT]
-    if mode == "fp16":
-        converter.target_spec.supported_types = [tf.float16]
     if mode == "int8" and qat and float_ops:
-        converter.inference_input_type = tf.float32
-        converter.inference_output_type = tf.float32
-        return converter.convert()
-    if mode == "int8":
-        converter.representative_dataset = representative_data
-        converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
-        converter.inference_input_type = tf.float32
-        converter.inference_output_type = tf.float32
+        return make_converter(model, spec, "fp32_io_int8_qat").convert()
+    converter = make_converter(model, spec, mode, representative_data)
     with warnings.catch_warnings():
         # The int8 calibrator inside TensorFlow still uses tf.lite.Interpreter; not ours to fix.
         warnings.filterwarnings("ignore", message=".*tf.lite.Interpreter is deprecated")
@@ -129,6 +115,35 @@ def convert_tflite(
             )
             return debugger.get_nondebug_quantized_model()
         return converter.convert()
+
+
+def make_converter(
+    model: tf_keras.Model,
+    spec: ModelSpec,
+    mode: str,
+    representative_data: RepresentativeData | None = None,
+) -> tf.lite.TFLiteConverter:
+    """The configured converter of :func:`convert_tflite` (for callers that drive it further,
+    such as TensorFlow's quantization debugger).
+
+    ``mode`` is one of :data:`TFLITE_MODES`, or ``fp32_io_int8_qat`` for a quantization-aware
+    model whose fake-quant ranges decide (float32 input and output).
+    """
+    serve = serving_function(model, spec, TFLITE_BATCH)
+    converter = tf.lite.TFLiteConverter.from_concrete_functions(
+        [serve.get_concrete_function()], _signature_root(model, serve)
+    )
+    if mode != "fp32":
+        converter.optimizations = [tf.lite.Optimize.DEFAULT]
+    if mode == "fp16":
+        converter.target_spec.supported_types = [tf.float16]
+    if mode == "int8":
+        converter.representative_dataset = representative_data
+        converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+    if mode in ("int8", "fp32_io_int8_qat"):
+        converter.inference_input_type = tf.float32
+        converter.inference_output_type = tf.float32
+    return converter
 
 
 def _signature_root(model: tf_keras.Model, serve) -> tf.Module:

@@ -1,0 +1,56 @@
+"""Int8 TFLite recipes side by side: agreement with Keras on two splits, partitions, speed.
+
+Usage: ``python benchmarks/int8_methods.py [RUN] [--methods NAME ...] [--time] [--out FILE]``.
+Builds each recipe's ``.tflite`` under ``RUN/export/int8_methods/``, scores it on the test and
+validation splits against Keras, and merges the rows into ``FILE`` (default
+``benchmarks/results/int8_methods_<run>.json``, with a ``.md`` table beside it). ``--time``
+then times every file built so far against the float32 file, round-robin, 1 thread, batch 1;
+it needs an otherwise idle machine (``flock /tmp/mobile_skin_timing.lock ...`` on a shared one).
+Argument parsing only; the work is :mod:`mobile_skin.int8_methods`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from mobile_skin.errors import cli
+
+RESULTS = Path(__file__).resolve().parent / "results"
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    from mobile_skin.int8_methods import METHODS
+
+    p = argparse.ArgumentParser(
+        prog="python benchmarks/int8_methods.py", description=__doc__.splitlines()[0]
+    )
+    p.add_argument("run", nargs="?", help="training run directory (default runs/latest)")
+    p.add_argument(
+        "--methods",
+        nargs="*",
+        default=[],
+        metavar="NAME",
+        help=f"recipes to build and score: {', '.join(METHODS)} (default: none, e.g. to --time)",
+    )
+    p.add_argument("--time", action="store_true", help="time every file built so far")
+    p.add_argument("--out", type=Path, help="results JSON (default results/int8_methods_<run>)")
+    return p.parse_args(argv)
+
+
+@cli
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    from mobile_skin.int8_methods import run
+    from mobile_skin.run import resolve_run
+
+    paths = resolve_run(args.run)
+    out = args.out or RESULTS / f"int8_methods_{paths.root.name}.json"
+    run(paths.root, args.methods, out, timing=args.time)
+    print(out.with_suffix(".md").read_text())
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

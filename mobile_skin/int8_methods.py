@@ -1,0 +1,408 @@
+"""Int8 TFLite recipes side by side: which one keeps the trained model's answers, at what speed.
+
+``python benchmarks/int8_methods.py RUN`` builds one ``.tflite`` per recipe in :data:`METHODS`
+from the run's model, scores each on the run's test and validation splits against Keras (the
+parity gate's statistics, :mod:`mobile_skin.parity_stats`), counts its XNNPACK partitions, and,
+with ``--time``, times every file round-robin against the float32 file in one process (batch 1).
+Results merge into ``benchmarks/results/int8_methods_<run>.json`` and ``.md`` by recipe name, so
+slow recipes (QAT) can be run on their own.
+
+Recipes (every one keeps the exporter's float head, :data:`mobile_skin.edge_model.INT8_FLOAT_OPS`,
+and starts from the exporter's :func:`mobile_skin.edge_model.to_edge_model` graph):
+
+- ``ptq``: TensorFlow's post-training full-integer quantization, min/max ranges from the 300
+  per-class calibration images (what ``export/to_tflite.py --int8`` wrote before this table);
+- ``ptq_cal1000``: the same with 1,000 calibration images;
+- ``ptq_float_mean``: also the squeeze-excite ``MEAN`` ops in float (the TensorFlow quantization
+  debugger tutorial's fix for MobileNetV3);
+- ``debugger_top{N}``: TensorFlow's quantization debugger ranks every int8 tensor by
+  RMSE / scale on the calibration images; the ``N`` worst stay float;
+- ``aeq``: the LiteRT quantizer (``ai-edge-quantizer``), static int8 (``static_wi8_ai8``) with
+  the head ops ``no_quantize``; ``aeq_a16w8`` the same with 16-bit activations
+  (``static_wi8_ai16``: what the activations' share of the error costs in speed);
+- ``qat{E}``: quantization-aware training (:mod:`mobile_skin.qat`) for ``E`` epochs (``qat0``:
+  the least-squares ranges alone, no training);
+- ``NAME+lbc``: recipe ``NAME`` with the float head's bias corrected for the mean logit shift on
+  the calibration images (:mod:`mobile_skin.logit_correction`).
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from mobile_skin.errors import UserError
+
+#: The splits every recipe is scored on (the parity gate's).
+SPLITS = ("test", "val")
+
+
+@dataclass
+class Context:
+    """Everything the recipes share, loaded once per run."""
+
+    paths: object
+    cfg: object
+    spec: object
+    model: object
+    edge: object
+    train: object
+    val: object
+    samples: list
+    data: dict
+    reference: dict
+    out_dir: Path
+    log: Callable[[str], None] = print
+    cache: dict = field(default_factory=dict)
+
+
+def load_context(run_dir, out_dir: Path | None = None, log=print) -> Context:
+    """The run's model, rewrite, calibration samples, splits and Keras reference."""
+    from mobile_skin import calibration, edge_model, parity
+    from mobile_skin.model import load_model
+    from mobile_skin.run import load_run_data, resolve_run
+    from mobile_skin.runtime import KerasRuntime
+    from mobile_skin.splits import subset
+
+    paths = resolve_run(run_dir)
+    cfg, spec, frame, split = load_run_data(paths)
+    model = load_model(paths.best_model)
+    data = {n: parity.SplitData.from_frame(n, subset(frame, split, n), spec) for n in SPLITS}
+    reference, _ = parity.keras_reference(
+        paths, KerasRuntime(model, paths.best_model), data, spec, latency_runs=0, log=log
+    )
+    train = subset(frame, split, "train")
+    samples = calibration.calibration_samples(
+        train, spec, calibration.DEFAULT_SAMPLES, cfg.data.seed, log=log
+    )
+    out = out_dir or paths.root / "export" / "int8_methods"
+    out.mkdir(parents=True, exist_ok=True)
+    return Context(
+        paths, cfg, spec, model, edge_model.to_edge_model(model), train,
+        subset(frame, split, "val"), samples, data, reference, out, log,
+    )  # fmt: skip
+
+
+def _representative(samples):
+    from mobile_skin.calibration import representative_dataset
+
+    return representative_dataset(samples)
+
+
+def ptq(ctx: Context, extra_float_ops: tuple[str, ...] = (), samples=None) -> bytes:
+    """Post-training int8 with the float head (plus ``extra_float_ops``)."""
+    from mobile_skin.edge_model import INT8_FLOAT_OPS
+    from mobile_skin.export_tflite import convert_tflite
+
+    data = _representative(samples if samples is not None else ctx.samples)
+    return convert_tflite(ctx.edge, ctx.spec, "int8", data, (*INT8_FLOAT_OPS, *extra_float_ops))
+
+
+def ptq_more_samples(ctx: Context, n: int) -> bytes:
+    from mobile_skin.calibration import calibration_samples
+
+    samples = calibration_samples(ctx.train, ctx.spec, n, ctx.cfg.data.seed, log=ctx.log)
+    return ptq(ctx, samples=samples)
+
+
+def float_model(ctx: Context) -> bytes:
+    """The float32 file every recipe is timed against."""
+    from mobile_skin.export_tflite import convert_tflite
+
+    if "fp32" not in ctx.cache:
+        ctx.cache["fp32"] = convert_tflite(ctx.edge, ctx.spec, "fp32")
+    return ctx.cache["fp32"]
+
+
+def _input_order(content: bytes) -> list[str]:
+    """The spec input names in the order the interpreter lists its inputs."""
+    from ai_edge_litert.interpreter import Interpreter
+
+    details = Interpreter(model_content=content).get_input_details()
+    names = []
+    for d in details:
+        name = d["name"]
+        names.append("metadata" if "metadata" in name else "image")
+    return names
+
+
+def layer_errors(ctx: Context) -> list[tuple[str, float]]:
+    """Every int8 tensor of the ``ptq`` recipe with its RMSE / scale on the calibration
+    images (TensorFlow's quantization debugger), worst first."""
+    import tensorflow as tf
+
+    from mobile_skin.edge_model import INT8_FLOAT_OPS
+    from mobile_skin.export_tflite import make_converter
+
+    if "layer_errors" in ctx.cache:
+        return ctx.cache["layer_errors"]
+    converter = make_converter(ctx.edge, ctx.spec, "int8", _representative(ctx.samples))
+    order = _input_order(float_model(ctx))
+
+    def debug_data():
+        for s in ctx.samples[:100]:
+            yield [s[name] for name in order]
+
+    options = tf.lite.experimental.QuantizationDebugOptions(denylisted_ops=list(INT8_FLOAT_OPS))
+    debugger = tf.lite.experimental.QuantizationDebugger(
+        converter=converter, debug_dataset=debug_data, debug_options=options
+    )
+    debugger.run()
+    buffer = io.StringIO()
+    debugger.layer_statistics_dump(buffer)
+    import pandas as pd
+
+    buffer.seek(0)
+    stats = pd.read_csv(buffer)
+    stats["rmse_scale"] = np.sqrt(stats["mean_squared_error"]) / stats["scale"]
+    ctx.cache["tensor_order"] = list(stats.sort_values("tensor_idx")["tensor_name"])
+    stats = stats.sort_values("rmse_scale", ascending=False)
+    ctx.cache["layer_errors"] = list(zip(stats["tensor_name"], stats["rmse_scale"], strict=True))
+    return ctx.cache["layer_errors"]
+
+
+def debugger_prefix(ctx: Context, n: int) -> bytes:
+    """``ptq`` with the first ``n`` quantized tensors (the stem and the first blocks, where the
+    sensitivity probe finds the most error per op) left in float."""
+    layer_errors(ctx)
+    return _denylisted(ctx, ctx.cache["tensor_order"][:n], f"prefix{n}")
+
+
+def debugger_denylist(ctx: Context, n: int) -> bytes:
+    """``ptq`` with the ``n`` tensors of largest RMSE / scale left in float."""
+    worst = [name for name, _ in layer_errors(ctx)[:n]]
+    return _denylisted(ctx, worst, f"debugger_top{n}")
+
+
+def _denylisted(ctx: Context, nodes: list[str], label: str) -> bytes:
+    """Post-training int8 with the head ops and the tensors ``nodes`` in float."""
+    import tensorflow as tf
+
+    from mobile_skin.edge_model import INT8_FLOAT_OPS
+    from mobile_skin.export_tflite import make_converter
+
+    ctx.log(f"{label}: float tensors {nodes}")
+    converter = make_converter(ctx.edge, ctx.spec, "int8", _representative(ctx.samples))
+    options = tf.lite.experimental.QuantizationDebugOptions(
+        denylisted_ops=list(INT8_FLOAT_OPS), denylisted_nodes=nodes
+    )
+    debugger = tf.lite.experimental.QuantizationDebugger(converter=converter, debug_options=options)
+    return debugger.get_nondebug_quantized_model()
+
+
+def aeq(ctx: Context, activation_bits: int = 8) -> bytes:
+    """The LiteRT quantizer: static int8 weights and ``activation_bits`` activations everywhere
+    but the head ops."""
+    from ai_edge_quantizer import algorithm_manager, qtyping, quantizer, recipe
+
+    from mobile_skin.edge_model import INT8_FLOAT_OPS
+
+    base = recipe.static_wi8_ai8() if activation_bits == 8 else recipe.static_wi8_ai16()
+    q = quantizer.Quantizer(float_model(ctx), base)
+    # The head stays float, and so do the model's input and output (callers feed raw pixels).
+    for op in (*INT8_FLOAT_OPS, "INPUT", "OUTPUT"):
+        q.update_quantization_recipe(
+            regex=".*",
+            operation_name=qtyping.TFLOperationName(op),
+            algorithm_key=algorithm_manager.AlgorithmName.NO_QUANTIZE,
+        )
+    calibration = {"serving_default": [dict(s) for s in ctx.samples]}
+    result = q.quantize(q.calibrate(calibration, num_threads=2), enable_progress_report=False)
+    return bytes(result.quantized_model)
+
+
+def qat(
+    ctx: Context, epochs: int, learning_rate: float | None = None, epsilon: float | None = None
+) -> bytes:
+    """Quantization-aware training for ``epochs`` epochs, then the int8 conversion."""
+    from mobile_skin.config import QAT_LEARNING_RATE
+    from mobile_skin.edge_model import INT8_FLOAT_OPS
+    from mobile_skin.export_tflite import convert_tflite
+    from mobile_skin.qat import QatData, quantize_aware
+
+    lr = learning_rate or QAT_LEARNING_RATE
+    history = ctx.out_dir / (f"qat{epochs}_lr{lr:g}" + (f"_eps{epsilon:g}" if epsilon else ""))
+    data = QatData.from_config(ctx.cfg, ctx.spec, ctx.train, ctx.val, history)
+    if epsilon is not None:
+        data.adam_epsilon = epsilon
+    qat_model, _ = quantize_aware(data, ctx.edge, epochs=epochs, learning_rate=lr, log=ctx.log)
+    return convert_tflite(qat_model, ctx.spec, "int8", None, INT8_FLOAT_OPS, qat=True)
+
+
+def with_logit_correction(ctx: Context, base: str) -> bytes:
+    """Recipe ``base`` (its file if already built, else built now) with the head's bias
+    corrected for the mean logit shift on the calibration images (:mod:`logit_correction`)."""
+    from mobile_skin import logit_correction as lc
+    from mobile_skin.runtime import KerasRuntime
+
+    path = ctx.out_dir / f"{base}.tflite"
+    content = path.read_bytes() if path.is_file() else METHODS[base][0](ctx)
+    if "calib_reference" not in ctx.cache:
+        keras = KerasRuntime(ctx.model)
+        ctx.cache["calib_reference"] = lc.predictions(keras.predict, ctx.samples)
+    corrected, shift = lc.correct_tflite_on_samples(
+        content, ctx.cache["calib_reference"], ctx.samples
+    )
+    ctx.log(f"{base}+lbc: logit shift {np.round(shift, 3).tolist()}")
+    return corrected
+
+
+#: Recipe name -> (builder, one-line description).
+METHODS: dict[str, tuple[Callable[[Context], bytes], str]] = {
+    "ptq": (ptq, "post-training int8, min/max ranges, 300 calibration images"),
+    "ptq_cal1000": (lambda c: ptq_more_samples(c, 1000), "post-training int8, 1,000 images"),
+    "ptq_float_mean": (lambda c: ptq(c, ("MEAN",)), "post-training int8, MEAN ops float"),
+    "debugger_top5": (lambda c: debugger_denylist(c, 5), "5 worst tensors float (debugger)"),
+    "debugger_top15": (lambda c: debugger_denylist(c, 15), "15 worst tensors float (debugger)"),
+    "aeq": (aeq, "LiteRT quantizer static_wi8_ai8, head no_quantize"),
+    "aeq_a16w8": (lambda c: aeq(c, 16), "LiteRT quantizer static_wi8_ai16 (16-bit activations)"),
+    "qat0": (lambda c: qat(c, 0), "QAT graph, least-squares ranges, no training"),
+    "qat2": (lambda c: qat(c, 2), "QAT, 2 epochs distillation (ranges fixed)"),
+    "qat8": (lambda c: qat(c, 8), "QAT, 8 epochs distillation (ranges fixed)"),
+    "qat2_lr1e-4": (lambda c: qat(c, 2, 1e-4), "QAT, 2 epochs at lr 1e-4"),
+    "qat8_lr1e-4": (lambda c: qat(c, 8, 1e-4), "QAT, 8 epochs at lr 1e-4"),
+    "qat2_eps1e-7": (lambda c: qat(c, 2, 1e-5, 1e-7), "QAT, 2 epochs, lr 1e-5, Adam eps 1e-7"),
+    "ptq+lbc": (lambda c: with_logit_correction(c, "ptq"), "ptq + logit bias correction"),
+    "prefix10": (lambda c: debugger_prefix(c, 10), "ptq, first 10 tensors float"),
+    "prefix20": (lambda c: debugger_prefix(c, 20), "ptq, first 20 tensors float"),
+    "prefix10+lbc": (lambda c: with_logit_correction(c, "prefix10"), "prefix10 + logit corr."),
+    "prefix20+lbc": (lambda c: with_logit_correction(c, "prefix20"), "prefix20 + logit corr."),
+    "qat0+lbc": (lambda c: with_logit_correction(c, "qat0"), "qat0 + logit bias correction"),
+    "qat2+lbc": (lambda c: with_logit_correction(c, "qat2"), "qat2 + logit bias correction"),
+    "qat8+lbc": (lambda c: with_logit_correction(c, "qat8"), "qat8 + logit bias correction"),
+    "qat4_eps1e-7": (lambda c: qat(c, 4, 1e-5, 1e-7), "QAT, 4 epochs, lr 1e-5, Adam eps 1e-7"),
+}
+
+
+def evaluate(ctx: Context, name: str, content: bytes) -> dict:
+    """Write the file, score it on both splits, count its partitions."""
+    from mobile_skin import parity
+    from mobile_skin.fileio import write_bytes
+    from mobile_skin.runtime import TFLiteRuntime, predict_inputs
+    from mobile_skin.tflite_profile import list_ops
+
+    path = write_bytes(ctx.out_dir / f"{name}.tflite", content)
+    runtime = TFLiteRuntime(path, threads=2)
+    row: dict = {"method": name, "description": METHODS[name][1], "file": str(path),
+                 "mb": round(len(content) / 1e6, 3)}  # fmt: skip
+    ops = list_ops(content)
+    row["partitions"] = len({o.partition for o in ops if o.partition is not None})
+    row["ops_outside_xnnpack"] = sum(o.partition is None for o in ops)
+    for split_name, d in ctx.data.items():
+        probs = predict_inputs(runtime, d.inputs, len(ctx.spec.classes), progress=name)
+        c = parity.compare(split_name, d.labels, probs, ctx.spec.classes,
+                           ctx.reference[split_name], parity.DECIDED_MARGIN, ids=d.ids)  # fmt: skip
+        row[split_name] = {
+            k: getattr(c, k)
+            for k in ("agreement", "decided_agreement", "decided", "flips", "flips_by_margin",
+                      "delta_balanced_accuracy", "delta_balanced_accuracy_ci",
+                      "delta_sensitivity", "max_abs_diff")
+        }  # fmt: skip
+        row[split_name]["worst_sensitivity_change"] = min(
+            (v for v in c.delta_sensitivity if v is not None), default=0.0
+        )
+    return row
+
+
+def time_files(paths: dict[str, Path], rounds: int = 5, runs: int = 200, warmup: int = 20):
+    """Round-robin median ms per file (1 thread, batch 1, XNNPACK): the median of per-round
+    medians, so every file sees the same machine load."""
+    from mobile_skin.tflite_profile import read_bytes, time_model
+
+    contents = {k: read_bytes(p) for k, p in paths.items()}
+    per_round: dict[str, list[float]] = {k: [] for k in paths}
+    for _ in range(rounds):
+        for k, content in contents.items():
+            per_round[k].append(time_model(content, runs=runs, warmup=warmup, num_threads=1)[0])
+    return {k: float(np.median(v)) for k, v in per_round.items()}
+
+
+def run(
+    run_dir,
+    methods: list[str],
+    results: Path,
+    *,
+    timing: bool = False,
+    log=print,
+) -> dict:
+    """Build and score ``methods``, optionally time every file, merge into ``results``."""
+    from mobile_skin.fileio import write_json, write_text
+    from mobile_skin.machine import describe
+
+    unknown = [m for m in methods if m not in METHODS]
+    if unknown:
+        raise UserError(f"unknown recipe(s) {unknown}; choose from {', '.join(METHODS)}")
+    ctx = load_context(run_dir, log=log)
+    doc = json.loads(results.read_text()) if results.is_file() else {"rows": {}}
+    doc.update(run=str(ctx.paths.root), machine=describe())
+    for name in methods:
+        start = time.perf_counter()
+        log(f"{name}: building")
+        content = METHODS[name][0](ctx)
+        row = evaluate(ctx, name, content)
+        row["build_s"] = round(time.perf_counter() - start, 1)
+        doc["rows"][name] = row
+        log(f"{name}: test {row['test']['agreement']:.4f} val {row['val']['agreement']:.4f}")
+        write_json(results, doc)
+    if timing:
+        from mobile_skin.fileio import write_bytes
+
+        fp32 = write_bytes(ctx.out_dir / "fp32.tflite", float_model(ctx))
+        files = {"fp32": fp32, **{k: Path(r["file"]) for k, r in doc["rows"].items()
+                                  if Path(r["file"]).is_file()}}  # fmt: skip
+        load = os.getloadavg()[0]
+        times = time_files(files)
+        doc["timing"] = {"fp32_ms": times["fp32"], "load_1m_start": load,
+                         "load_1m_end": os.getloadavg()[0], "threads": 1, "batch": 1}  # fmt: skip
+        for k, r in doc["rows"].items():
+            if k in times:
+                r["ms"], r["ratio_to_fp32"] = times[k], times[k] / times["fp32"]
+    write_json(results, doc)
+    write_text(results.with_suffix(".md"), render(doc))
+    return doc
+
+
+def render(doc: dict) -> str:
+    """The comparison table."""
+    from mobile_skin.machine import headline
+    from mobile_skin.parity import pct
+
+    t = doc.get("timing", {})
+    lines = [
+        f"## Int8 recipes for `{Path(doc['run']).name}` on {headline(doc['machine'])}",
+        "",
+        "Agreement with Keras on the test and validation splits; decided rows: Keras top-2 "
+        "margin >= 0.05 (the parity gate's). Delta balanced accuracy in points. Latency: 1 "
+        "thread, batch 1, XNNPACK, median of 5 round-robin rounds of 200 runs"
+        + (
+            f"; float32 {t['fp32_ms']:.2f} ms in the same rounds, load average "
+            f"{t['load_1m_start']:.1f} -> {t['load_1m_end']:.1f}"
+            if t
+            else " (not timed)"
+        )
+        + ". Command: `python benchmarks/int8_methods.py RUN --methods NAME... [--time]`.",
+        "",
+        "| recipe | test agreement | test decided | val agreement | val decided | delta bal. acc. "
+        "test / val | worst class sens. test / val | ms | x fp32 | partitions | MB |",
+        "|" + " --- |" * 11,
+    ]
+    for name, r in doc["rows"].items():
+        te, va = r["test"], r["val"]
+        lines.append(
+            f"| {name}: {r['description']} | {pct(te['agreement'])} | "
+            f"{pct(te['decided_agreement'])} | {pct(va['agreement'])} | "
+            f"{pct(va['decided_agreement'])} | {100 * te['delta_balanced_accuracy']:+.2f} / "
+            f"{100 * va['delta_balanced_accuracy']:+.2f} | "
+            f"{100 * te['worst_sensitivity_change']:+.1f} / "
+            f"{100 * va['worst_sensitivity_change']:+.1f} | "
+            f"{r.get('ms', float('nan')):.2f} | {r.get('ratio_to_fp32', float('nan')):.2f} | "
+            f"{r['partitions']} ({r['ops_outside_xnnpack']} ops outside) | {r['mb']:.2f} |"
+        )
+    return "\n".join(lines) + "\n"

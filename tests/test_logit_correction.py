@@ -1,0 +1,97 @@
+"""Logit bias correction and least-squares ranges on tiny hand-made models and histograms."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import tf_keras
+
+from mobile_skin import logit_correction as lc
+from mobile_skin.encoding import MetadataEncoding
+from mobile_skin.errors import UserError
+from mobile_skin.export_onnx import convert_onnx, least_squares_ranges, quantization_error
+from mobile_skin.export_tflite import convert_tflite
+from mobile_skin.spec import ModelSpec
+
+L = tf_keras.layers
+
+
+@pytest.fixture(scope="module")
+def tiny():
+    """image, metadata -> Dense -> softmax named probs, like the exported heads."""
+    enc = MetadataEncoding()
+    image, meta = L.Input((8, 8, 3), name="image"), L.Input((enc.size,), name="metadata")
+    x = L.Concatenate()([L.GlobalAveragePooling2D()(image), meta])
+    logits = L.Dense(7, name="logits")(x)
+    model = tf_keras.Model([image, meta], L.Softmax(name="probs")(logits))
+    rng = np.random.default_rng(0)
+    model.get_layer("logits").bias.assign(rng.normal(0, 1, 7))  # a zero bias is optimised away
+    samples = [
+        {"image": rng.uniform(0, 1, (1, 8, 8, 3)).astype(np.float32),
+         "metadata": rng.uniform(0, 1, (1, enc.size)).astype(np.float32)}
+        for _ in range(5)
+    ]  # fmt: skip
+    return model, ModelSpec(8, enc), samples
+
+
+def test_centred_shift_is_removed_exactly(tiny):
+    model, spec, samples = tiny
+    content = convert_tflite(model, spec, "fp32")
+    shift = np.linspace(-0.3, 0.3, 7)
+    corrected = lc.correct_tflite(content, shift)
+    before = lc.predictions(lc.tflite_predict(content), samples)
+    after = lc.predictions(lc.tflite_predict(corrected), samples)
+    np.testing.assert_allclose(lc.centred_log(after), lc.centred_log(before) - shift, atol=1e-5)
+    # measuring the shift of the corrected file against the original gives it back
+    np.testing.assert_allclose(lc.logit_shift(before, after), -shift, atol=1e-5)
+    again, measured = lc.correct_tflite_on_samples(corrected, before, samples)
+    np.testing.assert_allclose(measured, -shift, atol=1e-5)
+    np.testing.assert_allclose(lc.predictions(lc.tflite_predict(again), samples), before, atol=1e-5)
+
+
+def test_onnx_head_is_corrected_in_place(tiny):
+    import onnxruntime as ort
+
+    model, spec, samples = tiny
+    proto = convert_onnx(model, spec)
+    run = ort.InferenceSession(proto.SerializeToString(), providers=["CPUExecutionProvider"])
+    before = np.concatenate([run.run(["probs"], s)[0] for s in samples])
+    shift = np.linspace(0.2, -0.4, 7)
+    assert lc.correct_onnx(proto, shift)
+    run = ort.InferenceSession(proto.SerializeToString(), providers=["CPUExecutionProvider"])
+    after = np.concatenate([run.run(["probs"], s)[0] for s in samples])
+    centred = shift - shift.mean()  # softmax ignores a shift common to every class
+    np.testing.assert_allclose(lc.centred_log(after), lc.centred_log(before) - centred, atol=1e-5)
+
+
+def test_a_shift_of_the_wrong_size_or_a_head_without_bias_is_refused(tiny):
+    model, spec, _ = tiny
+    content = convert_tflite(model, spec, "fp32")
+    with pytest.raises(UserError, match="bias has 7 values, shift 3"):
+        lc.correct_tflite(content, np.zeros(3))
+    x = L.Input((4,), name="image")
+    relu = tf_keras.Model(x, L.ReLU(name="probs")(x))
+    with pytest.raises(UserError, match="does not end in softmax"):
+        lc.correct_tflite(convert_tflite(relu, ModelSpec(4, None), "fp32"), np.zeros(4))
+
+
+def test_least_squares_clips_rare_tails():
+    centers = np.linspace(0, 100, 1001)
+    counts = np.where(centers < 10, 1e6, 0.0)
+    counts[-1] = 1  # one outlier at 100
+    full = quantization_error(centers, counts, 0, 100)
+    assert quantization_error(centers, counts, 0, 31) < full  # a narrower range wins
+    assert quantization_error(centers, counts, 0, 0) == 0.0
+
+
+def test_least_squares_ranges_of_a_real_graph(tiny, tmp_path):
+    import onnx
+
+    model, spec, samples = tiny
+    path = tmp_path / "m.onnx"
+    onnx.save(convert_onnx(model, spec), path)
+    outputs = [n.output[0] for n in onnx.load(path).graph.node][:3]
+    ranges = least_squares_ranges(path, outputs, samples)
+    assert set(ranges) == set(outputs)
+    for lo, hi in ranges.values():
+        assert lo <= 0 <= hi and hi > lo
