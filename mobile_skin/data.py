@@ -28,6 +28,8 @@ from mobile_skin.errors import UserError
 CSV_NAME = "HAM10000_metadata.csv"
 REQUIRED_COLUMNS = ("lesion_id", "image_id", "dx", "age", "sex", "localization")
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png")
+#: EXIF orientation tag (phone photos are often stored sideways with this set).
+ORIENTATION_TAG = 0x0112
 #: Formats (as PIL names them) that both the validator and TensorFlow's decoder read.
 DECODABLE_FORMATS = ("JPEG", "MPO", "PNG", "BMP", "GIF")
 _LIST = 5  # how many ids/rows an error message names
@@ -51,12 +53,14 @@ def load_ham10000(
         csv: metadata CSV; default ``<root>/HAM10000_metadata.csv``.
         skip_bad_images: drop rows with missing or unreadable images (with a warning).
         drop_missing_age: drop rows without an age (the paper's choice).
-        verify_images: fully decode every image once to catch truncated/corrupt files.
+        verify_images: fully decode every image once to catch truncated/corrupt files (without
+            it only the headers are read).
         log: where progress and warnings go.
 
     Returns:
-        The CSV's rows with two added columns: ``path`` (image file) and ``label`` (class index
-        into :data:`~mobile_skin.encoding.CLASSES`); the index is the CSV's row number.
+        The CSV's rows with three added columns: ``path`` (image file), ``orientation`` (its
+        EXIF orientation, 1-8, applied by the pipeline) and ``label`` (class index into
+        :data:`~mobile_skin.encoding.CLASSES`); the index is the CSV's row number.
 
     Raises:
         UserError: on any problem, naming the file, the rows or the image ids.
@@ -81,17 +85,17 @@ def load_ham10000(
         log(f"warning: {msg}; dropped")
         frame = frame[~missing]
 
-    if verify_images:
-        bad = _find_unreadable(frame["path"], log)
-        if bad:
-            first_path, reason = bad[0]
-            msg = f"{first_path}: unreadable image ({reason})"
-            if len(bad) > 1:
-                msg = f"{len(bad)} unreadable image files; first {msg}"
-            if not skip_bad_images:
-                raise UserError(msg + "; pass --skip-bad-images to drop them")
-            log(f"warning: {msg}; dropped {len(bad)} rows")
-            frame = frame[~frame["path"].isin({p for p, _ in bad})]
+    bad, orientation = _inspect_images(frame["path"], log, decode=verify_images)
+    frame = frame.assign(orientation=orientation)
+    if bad:
+        first_path, reason = bad[0]
+        msg = f"{first_path}: unreadable image ({reason})"
+        if len(bad) > 1:
+            msg = f"{len(bad)} unreadable image files; first {msg}"
+        if not skip_bad_images:
+            raise UserError(msg + "; pass --skip-bad-images to drop them")
+        log(f"warning: {msg}; dropped {len(bad)} rows")
+        frame = frame[~frame["path"].isin({p for p, _ in bad})]
 
     no_age = frame["age"].isna()
     if drop_missing_age and no_age.any():
@@ -192,35 +196,42 @@ def _locate_images(image_ids: pd.Series, root: Path, log: Log) -> pd.Series:
     return image_ids.map(chosen)
 
 
-def _check_image(path: str) -> str | None:
-    """None if ``path`` decodes completely as an image, else the reason it does not."""
+def _check_image(path: str, decode: bool = True) -> tuple[str | None, int]:
+    """(None, EXIF orientation) if ``path`` is a readable image (fully decoded when ``decode``),
+    else (the reason it is not, 1)."""
     try:
         with Image.open(path) as img:
             if img.format not in DECODABLE_FORMATS:
-                return f"unsupported format {img.format}; use JPEG or PNG"
-            img.load()
+                return f"unsupported format {img.format}; use JPEG or PNG", 1
+            orientation = int(img.getexif().get(ORIENTATION_TAG, 1))
+            if decode:
+                img.load()
             if img.width < 1 or img.height < 1:
-                return "empty image"
+                return "empty image", 1
     except Exception as err:  # PIL raises many types for bad files  # noqa: BLE001
-        return f"{type(err).__name__}: {err}"
-    return None
+        return f"{type(err).__name__}: {err}", 1
+    return None, orientation if 1 <= orientation <= 8 else 1
 
 
-def _find_unreadable(paths: pd.Series, log: Log) -> list[tuple[str, str]]:
-    """Decode every image (in threads; PIL releases the GIL) and list the ones that fail."""
+def _inspect_images(
+    paths: pd.Series, log: Log, *, decode: bool = True
+) -> tuple[list[tuple[str, str]], list[int]]:
+    """Open every image (in threads; PIL releases the GIL): the unreadable ones with their
+    reasons, and every image's EXIF orientation (1 = as stored)."""
     items = list(paths)
     with ThreadPoolExecutor(max_workers=min(8, (os.cpu_count() or 2) * 2)) as pool:
         results = list(
             tqdm(
-                pool.map(_check_image, items, chunksize=64),
+                pool.map(lambda p: _check_image(p, decode), items, chunksize=64),
                 total=len(items),
                 desc="checking images",
                 unit="img",
                 leave=False,
-                disable=len(items) < 500,
+                disable=len(items) < 500 or not decode,
             )
         )
-    return [(p, r) for p, r in zip(items, results, strict=True) if r is not None]
+    bad = [(p, r) for p, (r, _) in zip(items, results, strict=True) if r is not None]
+    return bad, [o for _, o in results]
 
 
 def class_counts(frame: pd.DataFrame) -> np.ndarray:

@@ -83,9 +83,10 @@ def evaluate_run(
             "localization": int((rows["localization"] == UNKNOWN).sum()),
         },
     )
-    write_json(paths.metrics, metrics)
-    write_report(paths, cfg, spec, metrics, rows, probs, model)
-    log(f"wrote {paths.metrics} and {paths.report}")
+    out = paths.evaluation(split_name)
+    write_json(out.metrics, metrics)
+    write_report(paths, cfg, spec, metrics, rows, probs, model, out)
+    log(f"wrote {out.metrics} and {out.report}")
     return metrics
 
 

@@ -199,7 +199,7 @@ def _export_one(
     qat_options=None,
 ):
     kind, mode = FORMATS[fmt]
-    edge = edge_model.to_edge_model(model)
+    edge = float_edge = edge_model.to_edge_model(model)
     extra: dict = {}
     if fmt == "tflite_int8_qat":
         from mobile_skin import qat
@@ -217,7 +217,7 @@ def _export_one(
     if kind == "tflite":
         float_ops = edge_model.INT8_FLOAT_OPS if mode == "int8" else ()
         info = _export_tflite(
-            edge, spec, mode, samples, target, float_ops, fmt == "tflite_int8_qat"
+            edge, spec, mode, samples, target, float_ops, fmt == "tflite_int8_qat", float_edge
         )
     else:
         info = _export_onnx(edge, spec, mode, samples, target, opset)
@@ -229,12 +229,13 @@ def _export_one(
     export_spec = replace(
         spec, model_file=target.name, quantization=info, source_run=str(paths.root)
     )
-    export_spec.save(target.parent)
+    _write_spec(target, export_spec)
 
     if gate is None:
         row = parity.file_row(fmt, target)
         row.status, row.reason = parity.UNVERIFIED, "--no-verify: parity gate skipped"
         log(f"--no-verify: {target} was NOT checked against the Keras model")
+        _finish(row, target, replace(export_spec, parity=parity.summary(row)))
         parity.record(paths, row)
         return row
 
@@ -249,8 +250,8 @@ def _export_one(
         failed = model_path(paths, fmt, failed=True)
         os.replace(target, failed)
         row.file = failed.name
-        replace(export_spec, model_file=failed.name).save(failed.parent)
         target = failed
+    _finish(row, target, replace(export_spec, model_file=target.name, parity=parity.summary(row)))
     out = parity.record(paths, gate.ref_row, row, sweeps={fmt: parity.sweep(probs, gate.reference)})
     log(f"{fmt}: {row.status} -> {target}; table {out.with_suffix('.md')}")
     log(f"  {row.reason}")
@@ -261,13 +262,43 @@ def _export_one(
     return row
 
 
-def _export_tflite(model, spec, mode, samples, target: Path, float_ops=(), qat=False) -> dict:
+def _write_spec(target: Path, spec: ModelSpec) -> None:
+    """``model_spec.json`` beside ``target``, and for a ``.tflite`` the same JSON inside it
+    (:mod:`mobile_skin.embedded_spec`: a file that travels alone still describes itself)."""
+    from mobile_skin import embedded_spec
+
+    if target.suffix == ".tflite":
+        write_bytes(target, embedded_spec.embed(target.read_bytes(), spec.to_dict()))
+    spec.save(target.parent)
+
+
+def _finish(row: ParityRow, target: Path, spec: ModelSpec) -> None:
+    """Write the spec with the verdict (beside and inside the file); the row takes the final
+    file size (the verdict inside a ``.tflite`` changes it)."""
+    _write_spec(target, spec)
+    final = parity.file_row(row.format, target)
+    row.size_bytes, row.size_mb = final.size_bytes, final.size_mb
+
+
+def _export_tflite(
+    model, spec, mode, samples, target: Path, float_ops=(), qat=False, float_model=None
+) -> dict:
+    """Convert, correct an int8 file's head for the mean logit shift (against ``float_model`` on
+    the calibration samples, :mod:`mobile_skin.logit_correction`), write, describe."""
+    from mobile_skin import logit_correction
     from mobile_skin.export_tflite import convert_tflite, tflite_quantization_info
 
     data = calibration.representative_dataset(samples) if samples is not None else None
     content = convert_tflite(model, spec, mode, data, float_ops, qat=qat)
+    shift = None
+    if mode == "int8" and float_ops and float_model is not None:
+        reference = logit_correction.predictions(KerasRuntime(float_model).predict, samples)
+        content, shift = logit_correction.correct_tflite_on_samples(content, reference, samples)
     write_bytes(target, content)
-    return tflite_quantization_info(content, mode)
+    info = tflite_quantization_info(content, mode)
+    if shift is not None:
+        info["logit_correction"] = [round(float(v), 6) for v in shift]
+    return info
 
 
 def _export_onnx(model, spec, mode, samples, target: Path, opset: int) -> dict:

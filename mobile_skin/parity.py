@@ -476,6 +476,18 @@ def pct(x: float) -> str:
     return f"{math.floor(x * 1e4 + 1e-9) / 100:.2f}%"
 
 
+def summary(row: ParityRow) -> dict:
+    """The verdict an exported file carries in its spec: status, rules and per-split figures."""
+    keys = ("n", "agreement", "decided_agreement", "decided", "delta_balanced_accuracy",
+            "max_abs_diff")  # fmt: skip
+    return {
+        "status": row.status,
+        "reason": row.reason,
+        "decided_margin": DECIDED_MARGIN,
+        "splits": {name: {k: getattr(c, k) for k in keys} for name, c in row.splits.items()},
+    }
+
+
 def exit_status(row: ParityRow | None) -> int:
     """0 when the export passed (or was not verified), 1 when it failed the gate."""
     return 1 if row is not None and row.status == FAIL else 0

@@ -1,13 +1,12 @@
 """The ``tf.data`` input pipeline and the one image preprocessing every runtime shares.
 
-Preprocessing (the contract in ``model_spec.json``): decode to RGB uint8, resize to S x S with
-bilinear interpolation (antialiased when downscaling), round to integer pixel values, feed as
-float32 in 0..255. Normalisation happens inside the model.
+Preprocessing (the contract in ``model_spec.json``): decode to RGB uint8, turn by the EXIF
+orientation, resize to S x S with bilinear interpolation (antialiased when downscaling), round to
+integer pixel values, feed as float32 in 0..255. Normalisation happens inside the model.
+:mod:`mobile_skin.image` computes the same pixels in NumPy, without TensorFlow.
 """
 
 from __future__ import annotations
-
-import re
 
 import numpy as np
 import pandas as pd
@@ -27,26 +26,34 @@ def resize_image(image: tf.Tensor, size: int) -> tf.Tensor:
     return tf.cast(tf.clip_by_value(tf.round(resized), 0.0, 255.0), tf.uint8)
 
 
+def orient(image: tf.Tensor, orientation: tf.Tensor) -> tf.Tensor:
+    """Turn an (H, W, 3) image the way its EXIF ``orientation`` (1-8) says to display it.
+
+    The project's one EXIF rule, the same as :func:`mobile_skin.image.apply_orientation` (NumPy)
+    and the Android app's: phone photos are stored sideways with this tag set.
+    """
+    image = tf.convert_to_tensor(image)
+    branches = [
+        lambda: image,  # 1
+        lambda: tf.image.flip_left_right(image),  # 2
+        lambda: tf.image.rot90(image, 2),  # 3
+        lambda: tf.image.flip_up_down(image),  # 4
+        lambda: tf.transpose(image, [1, 0, 2]),  # 5
+        lambda: tf.image.rot90(image, 3),  # 6: 90 degrees clockwise
+        lambda: tf.image.flip_up_down(tf.image.rot90(image, 3)),  # 7
+        lambda: tf.image.rot90(image, 1),  # 8: 90 degrees counter-clockwise
+    ]
+    index = tf.clip_by_value(tf.cast(orientation, tf.int32) - 1, 0, 7)
+    out = tf.switch_case(index, branches)
+    out.set_shape([None, None, 3])
+    return out
+
+
 def decode_image(data: tf.Tensor) -> tf.Tensor:
     """Decode JPEG/PNG/BMP/GIF bytes to (H, W, 3) uint8 RGB (grayscale, RGBA and CMYK converted)."""
     image = tf.io.decode_image(data, channels=3, dtype=tf.uint8, expand_animations=False)
     image.set_shape([None, None, 3])
     return image
-
-
-def load_image(path: str, size: int) -> np.ndarray:
-    """Read one image file as the model's (size, size, 3) float32 input."""
-    try:
-        data = tf.io.read_file(str(path))
-        return resize_image(decode_image(data), size).numpy().astype(np.float32)
-    except (tf.errors.InvalidArgumentError, tf.errors.NotFoundError) as err:
-        raise UserError(f"{path}: not a readable image ({_tf_reason(err)})") from None
-
-
-def _tf_reason(err: tf.errors.OpError) -> str:
-    """The readable part of a TensorFlow op error: no ``{{function_node ...}}`` or ``[Op:...]``."""
-    text = re.sub(r"\{\{[^}]*\}\}", "", err.message.splitlines()[0])
-    return re.sub(r"\s*\[Op:[^\]]*\].*$", "", text).strip()
 
 
 def augment(image: tf.Tensor, kind: str, seed: tf.Tensor) -> tf.Tensor:
@@ -125,7 +132,14 @@ def make_dataset(
         )
     if not 0.0 <= metadata_dropout_rate <= 1.0:
         raise UserError(f"--metadata-dropout {metadata_dropout_rate:g} is outside 0..1")
-    features: dict[str, np.ndarray] = {"path": frame["path"].astype(str).to_numpy()}
+    features: dict[str, np.ndarray] = {
+        "path": frame["path"].astype(str).to_numpy(),
+        "orientation": (
+            frame["orientation"].to_numpy(np.int32)
+            if "orientation" in frame
+            else np.ones(len(frame), np.int32)
+        ),
+    }
     if encoding is not None:
         features[METADATA_INPUT] = encoding.encode_frame(frame)
     onehot = np.eye(len(CLASSES), dtype=np.float32)[frame["label"].to_numpy()]
@@ -133,7 +147,8 @@ def make_dataset(
 
     def load(x, y):
         x = dict(x)
-        x[IMAGE_INPUT] = resize_image(decode_image(tf.io.read_file(x.pop("path"))), image_size)
+        image = orient(decode_image(tf.io.read_file(x.pop("path"))), x.pop("orientation"))
+        x[IMAGE_INPUT] = resize_image(image, image_size)
         return x, y
 
     ds = ds.map(load, num_parallel_calls=AUTOTUNE, deterministic=True)

@@ -24,7 +24,7 @@ from mobile_skin.fileio import atomic_path, write_text  # noqa: E402
 from mobile_skin.model import attention_model  # noqa: E402
 from mobile_skin.pipeline import make_dataset  # noqa: E402
 from mobile_skin.robustness import markdown_table  # noqa: E402
-from mobile_skin.run import RunPaths  # noqa: E402
+from mobile_skin.run import EvaluationPaths, RunPaths  # noqa: E402
 from mobile_skin.spec import ModelSpec  # noqa: E402
 
 HEADLINE = [  # (metrics key, label)
@@ -178,7 +178,8 @@ def render_markdown(
 ) -> str:
     """The report text."""
     m, base = metrics, metrics["baseline_majority"]
-    lines = [f"# Test report: `{paths.root.name}`", ""]
+    title = {"test": "Test", "val": "Validation"}.get(m["split"], str(m["split"]).capitalize())
+    lines = [f"# {title} report: `{paths.root.name}`", ""]
     lines += [
         f"- command: `{cfg.command or 'n/a'}`",
         f"- machine: {m['machine']['cpu']}, {m['machine']['cores']} cores; "
@@ -262,25 +263,28 @@ def write_report(
     rows: pd.DataFrame,
     probs: np.ndarray,
     model,
+    out: EvaluationPaths | None = None,
 ) -> Path:
-    """Draw the figures and write ``report.md``."""
+    """Draw the figures and write ``report.md`` (or the files ``out`` names)."""
+    out = out or paths.evaluation()
+    rel = out.figures.name
     labels = rows["label"].to_numpy()
     aucs = [row["auc"] if row["auc"] is not None else np.nan for row in metrics["per_class"]]
     figures = []
     plot_confusion(
-        np.array(metrics["confusion"]), spec.classes, paths.figures / "confusion_matrix.png"
+        np.array(metrics["confusion"]), spec.classes, out.figures / "confusion_matrix.png"
     )
-    figures.append(("confusion matrix", "figures/confusion_matrix.png"))
-    plot_roc(labels, probs, spec.classes, aucs, paths.figures / "roc_curves.png")
-    figures.append(("ROC curves", "figures/roc_curves.png"))
+    figures.append(("confusion matrix", f"{rel}/confusion_matrix.png"))
+    plot_roc(labels, probs, spec.classes, aucs, out.figures / "roc_curves.png")
+    figures.append(("ROC curves", f"{rel}/roc_curves.png"))
     history = pd.read_csv(paths.history) if paths.history.is_file() else None
     if history is not None and len(history):
-        plot_history(history, paths.figures / "training_curves.png")
-        figures.append(("training curves", "figures/training_curves.png"))
+        plot_history(history, out.figures / "training_curves.png")
+        figures.append(("training curves", f"{rel}/training_curves.png"))
     robust = metrics.get("metadata_robustness")
     if robust and len(robust) > 1:
-        plot_robustness(robust, spec.classes, paths.figures / "metadata_robustness.png")
-        figures.append(("missing metadata", "figures/metadata_robustness.png"))
-    plot_attention(model, rows, spec, probs, paths.figures / "attention_maps.png")
-    figures.append(("attention maps", "figures/attention_maps.png"))
-    return write_text(paths.report, render_markdown(paths, cfg, metrics, figures, history))
+        plot_robustness(robust, spec.classes, out.figures / "metadata_robustness.png")
+        figures.append(("missing metadata", f"{rel}/metadata_robustness.png"))
+    plot_attention(model, rows, spec, probs, out.figures / "attention_maps.png")
+    figures.append(("attention maps", f"{rel}/attention_maps.png"))
+    return write_text(out.report, render_markdown(paths, cfg, metrics, figures, history))

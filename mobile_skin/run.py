@@ -7,6 +7,7 @@ Layout of ``runs/<name>/``::
     checkpoint/        resume state (weights, optimizer, epoch, callback state)
     history.csv        one row per epoch             tensorboard/
     metrics.json, report.md, figures/                test report (mobile_skin.evaluate)
+    metrics_val.json, report_val.md, figures_val/    the same for another split (--split val)
     export/<format>/   exported models, each with model_spec.json and labels.txt
 
 ``runs/latest`` is a symlink to the newest run, the default of every later command.
@@ -29,6 +30,15 @@ from mobile_skin.splits import load_split
 
 RUNS_DIR = Path("runs")
 LATEST = "latest"
+
+
+@dataclass(frozen=True)
+class EvaluationPaths:
+    """The files one evaluation writes."""
+
+    metrics: Path
+    report: Path
+    figures: Path
 
 
 @dataclass(frozen=True)
@@ -76,6 +86,18 @@ class RunPaths:
     @property
     def figures(self) -> Path:
         return self.root / "figures"
+
+    def evaluation(self, split: str = "test") -> EvaluationPaths:
+        """Where the evaluation of one split goes: ``metrics.json``, ``report.md`` and
+        ``figures/`` for the test split, ``metrics_<split>.json``, ``report_<split>.md`` and
+        ``figures_<split>/`` for another."""
+        if split == "test":
+            return EvaluationPaths(self.metrics, self.report, self.figures)
+        return EvaluationPaths(
+            self.root / f"metrics_{split}.json",
+            self.root / f"report_{split}.md",
+            self.root / f"figures_{split}",
+        )
 
     def export(self, fmt: str) -> Path:
         """Directory of one exported format, e.g. ``tflite_int8``."""

@@ -35,6 +35,8 @@ class ModelSpec:
         source_run: the training run the weights come from.
         model_file: file name of the model this spec describes.
         quantization: export details (mode, per-tensor scales), filled by the exporter.
+        parity: the export's verdict from the parity gate (status and per-split agreement),
+            filled by the exporter; empty for a trained model.
     """
 
     image_size: int
@@ -44,6 +46,7 @@ class ModelSpec:
     source_run: str = ""
     model_file: str = ""
     quantization: dict = field(default_factory=dict)
+    parity: dict = field(default_factory=dict)
 
     @property
     def input_names(self) -> list[str]:
@@ -79,6 +82,7 @@ class ModelSpec:
             "inputs": inputs,
             "outputs": {OUTPUT: {"shape": [-1, len(self.classes)], "dtype": "float32"}},
             "quantization": self.quantization,
+            "parity": self.parity,
         }
 
     @classmethod
@@ -93,6 +97,7 @@ class ModelSpec:
             source_run=d.get("source_run", ""),
             model_file=d.get("model_file", ""),
             quantization=d.get("quantization", {}),
+            parity=d.get("parity", {}),
         )
 
     def save(self, directory: str | Path) -> Path:
@@ -100,6 +105,32 @@ class ModelSpec:
         directory = Path(directory)
         write_text(directory / LABELS_FILE, "\n".join(self.classes) + "\n")
         return write_json(directory / SPEC_FILE, self.to_dict())
+
+    @classmethod
+    def for_model(cls, model: str | Path, spec_path: str | Path | None = None) -> ModelSpec:
+        """The spec of a model file: ``spec_path`` if given, else ``model_spec.json`` beside the
+        model, else the copy embedded in a ``.tflite`` (:mod:`mobile_skin.embedded_spec`).
+
+        Raises:
+            UserError: none of them exists or can be read (the message says where it looked).
+        """
+        from mobile_skin import embedded_spec
+
+        if spec_path is not None:
+            return cls.load(spec_path)
+        sidecar = Path(model).parent / SPEC_FILE
+        if sidecar.is_file():
+            return cls.load(sidecar)
+        embedded = embedded_spec.read_file(model)
+        if embedded is not None:
+            try:
+                return cls.from_dict(embedded)
+            except (KeyError, TypeError, ValueError) as err:
+                raise UserError(f"{model}: embedded model spec is not valid ({err})") from None
+        raise UserError(
+            f"{sidecar}: model spec not found, and {Path(model).name} carries none inside "
+            "(pass --spec)"
+        )
 
     @classmethod
     def load(cls, path: str | Path) -> ModelSpec:

@@ -168,7 +168,7 @@ def resolve_config(args: argparse.Namespace) -> RunConfig:
     if cfg.model.weights == "none" and cfg.model.bn_momentum is None:
         cfg.model.bn_momentum = 0.99
         cfg.notes.append(
-            "training from scratch: backbone BatchNorm momentum lowered to 0.99 (DESIGN.md)"
+            "training from scratch: backbone BatchNorm momentum lowered to 0.99 (docs/design.md)"
         )
     _validate(cfg)
     return cfg

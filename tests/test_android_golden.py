@@ -18,6 +18,8 @@ from mobile_skin.android_golden import (
     GOLDEN_DIR,
     IMAGE_FILE,
     METADATA_FILE,
+    ORIENTATION_FILE,
+    PRODUCTION_FILE,
     golden_spec,
     pattern_image,
     to_argb_ints,
@@ -42,7 +44,9 @@ def _load(directory: Path, name: str):
     return json.loads((directory / name).read_text())
 
 
-@pytest.mark.parametrize("name", [SPEC_FILE, "labels.txt", METADATA_FILE])
+@pytest.mark.parametrize(
+    "name", [SPEC_FILE, "labels.txt", METADATA_FILE, ORIENTATION_FILE, PRODUCTION_FILE]
+)
 def test_committed_goldens_are_current(fresh: Path, name: str) -> None:
     assert (COMMITTED / name).is_file(), f"{COMMITTED / name} is missing; {REGENERATE}"
     assert (fresh / name).read_text() == (COMMITTED / name).read_text(), (
@@ -102,3 +106,17 @@ def test_argb_ints_match_android_layout() -> None:
     value = int(ints[2, 4]) & 0xFFFFFFFF
     assert value == (a << 24) | (r << 16) | (g << 8) | b
     assert len({int(v) for v in image[..., 0].ravel()}) > 1  # alpha varies, so it must be ignored
+
+
+def test_production_goldens_are_the_training_pipelines_pixels(fresh: Path) -> None:
+    """The goldens come from mobile_skin.image; TensorFlow's pipeline gives the same bytes."""
+    import hashlib
+
+    import tensorflow as tf
+
+    from mobile_skin.pipeline import resize_image
+
+    for case in _load(fresh, PRODUCTION_FILE)["cases"]:
+        rgb = pattern_image(case["width"], case["height"], case["salt"])[..., 1:]
+        out = resize_image(tf.constant(rgb), case["size"]).numpy()
+        assert hashlib.sha256(out.tobytes()).hexdigest() == case["sha256"], case["name"]

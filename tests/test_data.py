@@ -1,6 +1,7 @@
 """The HAM10000 loader on synthetic data: layouts, formats, and every error message."""
 
 import shutil
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -10,7 +11,8 @@ from PIL import Image
 from mobile_skin.data import CSV_NAME, load_ham10000
 from mobile_skin.encoding import CLASSES
 from mobile_skin.errors import UserError
-from mobile_skin.pipeline import load_image, make_dataset, resize_image
+from mobile_skin.image import load as load_image
+from mobile_skin.pipeline import make_dataset, orient, resize_image
 from mobile_skin.synthetic import write_synthetic_dataset
 
 
@@ -187,3 +189,53 @@ def test_metadata_dropout_only_while_training(root):
     assert {tuple(r) for r in untouched} <= rows  # rate 0 reproduces the plain encoding
     with pytest.raises(UserError, match="--metadata-dropout 1.5 is outside 0..1"):
         make_dataset(frame, 32, 4, encoding=enc, metadata_dropout_rate=1.5)
+
+
+def test_numpy_pixels_equal_the_training_pipeline_for_every_orientation(root, tmp_path):
+    """mobile_skin.image (NumPy, no TensorFlow) gives the tf.data pipeline's pixels exactly,
+    EXIF orientation included (a phone-sized JPEG and PNG, each stored with tags 1-8)."""
+    from mobile_skin import image
+
+    rng = np.random.default_rng(4)
+    photo = np.clip(rng.normal(128, 60, (300, 400, 3)), 0, 255).astype(np.uint8)
+    rows = []
+    for orientation in range(1, 9):
+        exif = Image.Exif()
+        exif[0x0112] = orientation
+        for suffix in ("jpg", "png"):
+            path = tmp_path / f"o{orientation}.{suffix}"
+            Image.fromarray(photo).save(path, exif=exif)
+            rows.append({"path": str(path), "orientation": orientation})
+    frame = pd.DataFrame(rows).assign(label=0, age=50.0, sex="male", localization="back")
+    batch = next(iter(make_dataset(frame, 96, len(frame), encoding=None)))[0]["image"].numpy()
+    for i, row in enumerate(rows):
+        np.testing.assert_array_equal(load_image(row["path"], 96), batch[i], err_msg=row["path"])
+        assert image.exif_orientation(Path(row["path"]).read_bytes()) == row["orientation"]
+    upright = load_image(rows[0]["path"], 96)
+    np.testing.assert_array_equal(load_image(rows[10]["path"], 96), np.rot90(upright, k=-1))
+
+
+@pytest.mark.parametrize("orientation", range(1, 9))
+def test_tensorflow_numpy_and_pillow_orientation_agree(orientation, tmp_path):
+    from PIL import ImageOps
+
+    from mobile_skin.image import apply_orientation
+
+    a = np.arange(4 * 3 * 3, dtype=np.uint8).reshape(4, 3, 3) * 7
+    np.testing.assert_array_equal(orient(a, orientation).numpy(), apply_orientation(a, orientation))
+    exif = Image.Exif()
+    exif[0x0112] = orientation
+    Image.fromarray(a).save(tmp_path / "a.png", exif=exif)
+    upright = np.asarray(ImageOps.exif_transpose(Image.open(tmp_path / "a.png")))
+    np.testing.assert_array_equal(apply_orientation(a, orientation), upright)  # Pillow's reading
+
+
+def test_loader_records_exif_orientation(root):
+    frame = load_ham10000(root, log=quiet)
+    assert (frame["orientation"] == 1).all()  # synthetic JPEGs carry no EXIF
+    path = frame["path"].iloc[0]
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    Image.open(path).save(path, exif=exif)
+    again = load_ham10000(root, log=quiet, verify_images=False)
+    assert again.loc[frame.index[0], "orientation"] == 6

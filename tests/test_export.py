@@ -11,8 +11,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from mobile_skin import edge_model
+from mobile_skin import edge_model, embedded_spec
 from mobile_skin.encoding import CLASSES
+from mobile_skin.errors import UserError
 from mobile_skin.export import FORMATS, model_path
 from mobile_skin.parity import FAIL, PASS, TOLERANCES, UNVERIFIED, judge, load_rows
 from mobile_skin.robustness import CONDITIONS
@@ -71,6 +72,9 @@ def test_each_format_exports_runs_and_is_gated(fmt, smoke_run, exported):
         assert row.status == PASS, row.reason
     recorded = {r.format: r for r in load_rows(smoke_run.root / "export" / "parity.json")}
     assert recorded[fmt].status == row.status and recorded["keras"].status == "REFERENCE"
+    assert spec.parity["status"] == row.status and set(spec.parity["splits"]) == {"test", "val"}
+    if kind == "tflite":  # the file carries the same spec inside it
+        assert embedded_spec.read_file(path) == json.loads((path.parent / SPEC_FILE).read_text())
 
 
 def test_quantized_files_are_smaller_and_int8_is_integer(smoke_run, exported):
@@ -242,3 +246,22 @@ def test_qat_calibrates_on_the_requested_number_of_images(run_copy, qat_spy):
             log=lambda _m: None,
         )  # fmt: skip
     assert qat_spy["kwargs"]["calibration_samples"] == 21
+
+
+def test_a_tflite_file_that_travels_alone_still_runs(smoke_run, exported, tmp_path, capsys):
+    from mobile_skin import predict
+
+    exported("tflite_int8")
+    source = next(smoke_run.export("tflite_int8").glob("model*.tflite"))
+    alone = tmp_path / "lesion_model.tflite"
+    shutil.copy(source, alone)  # no model_spec.json beside it
+    spec = ModelSpec.for_model(alone)
+    assert spec == ModelSpec.load(source.parent)
+    image = str(
+        next(Path(json.loads((smoke_run.config).read_text())["data"]["data_dir"]).rglob("*.jpg"))
+    )
+    assert predict.main([image, "--model", str(alone), "--age", "40"]) == 0
+    assert capsys.readouterr().out.startswith(image)
+    (tmp_path / "plain.onnx").write_bytes(b"")  # an ONNX file carries no spec
+    with pytest.raises(UserError, match="model spec not found"):
+        ModelSpec.for_model(tmp_path / "plain.onnx")

@@ -28,6 +28,7 @@ def test_the_same_top1_through_every_runtime(model_files, images):
         k: predict_images(path, images, age="55", sex="male", site="back")
         for k, path in model_files.items()
     }
+    preds = {k: b.predictions for k, b in preds.items()}
     for i in range(len(images)):
         tops = {k: p[i].top[0][0] for k, p in preds.items()}
         assert len(set(tops.values())) == 1, tops
@@ -123,6 +124,67 @@ def test_bad_input_is_one_line_and_exit_2(
 def test_cli_names_only_the_fields_left_unknown(model_files, images, capsys):
     args = [images[0], "--model", str(model_files["onnx"]), "--age", "60", "--sex", "male"]
     assert main(args) == 0
-    assert "note: site unknown: the answer relies on the image alone for it" in capsys.readouterr().err
+    assert (
+        "note: site unknown: the answer relies on the image alone for it" in capsys.readouterr().err
+    )
     assert main([*args, "--site", "back"]) == 0
     assert "relies on the image alone" not in capsys.readouterr().err
+
+
+def test_folders_bad_images_and_machine_formats(model_files, images, broken, tmp_path, capsys):
+    import csv
+    import io
+    import json
+
+    folder = tmp_path / "clinic"
+    (folder / "day1").mkdir(parents=True)
+    shutil.copy(images[0], folder / "day1" / "a.jpg")
+    shutil.copy(images[1], folder / "b.png")
+    shutil.copy(broken["text"], folder / "day1" / "broken.jpg")
+    (folder / "notes.txt").write_text("not an image, not listed")
+    args = [str(folder), "--model", str(model_files["onnx"]), "--age", "50"]
+    assert main([*args, "--format", "json"]) == 1  # one image unreadable: reported, not fatal
+    captured = capsys.readouterr()
+    doc = json.loads(captured.out)
+    assert [r["image"] for r in doc["predictions"]] == [
+        str(folder / "b.png"),
+        str(folder / "day1" / "a.jpg"),
+    ]
+    assert doc["errors"][0]["image"] == str(folder / "day1" / "broken.jpg")
+    assert doc["unknown_metadata"] == ["sex", "localization"]
+    assert abs(sum(v for k, v in doc["predictions"][0].items() if k.startswith("p_")) - 1) < 1e-4
+    assert "broken.jpg: not a readable image" in captured.err and "1 of 3 images" in captured.err
+    assert main([*args, "--format", "csv"]) == 1
+    rows = list(csv.DictReader(io.StringIO(capsys.readouterr().out)))
+    assert len(rows) == 2 and rows[0]["top1"] in rows[0]["top1"] and "p_mel" in rows[0]
+
+
+def test_exif_orientation_is_applied(model_files, images, tmp_path):
+    """A phone photo stored sideways with an EXIF tag gives the upright photo's answer."""
+    upright = Image.open(images[1]).convert("RGB")
+    upright.save(tmp_path / "upright.png")
+    sideways = upright.transpose(Image.Transpose.ROTATE_90)  # stored turned 90 degrees left...
+    exif = Image.Exif()
+    exif[0x0112] = 6  # ...and tagged "rotate 90 clockwise to display"
+    sideways.save(tmp_path / "sideways.jpg", exif=exif, quality=100, subsampling=0)
+    upright.save(tmp_path / "upright.jpg", quality=100, subsampling=0)
+    batch = predict_images(model_files["tflite"], [str(tmp_path / "upright.jpg"),
+                                                   str(tmp_path / "sideways.jpg")])  # fmt: skip
+    a, b = (p.probs for p in batch.predictions)
+    np.testing.assert_allclose(a, b, atol=0.02)  # JPEG re-encoding differs by a few levels
+
+
+def test_tflite_prediction_does_not_load_tensorflow(model_files, images, tmp_path):
+    import subprocess
+    import sys
+
+    code = (
+        "import sys\n"
+        "from mobile_skin import predict\n"
+        f"code = predict.main([{images[0]!r}, '--model', {str(model_files['tflite'])!r}])\n"
+        "assert 'tensorflow' not in sys.modules, 'TensorFlow was imported'\n"
+        "sys.exit(code)\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.startswith(images[0])

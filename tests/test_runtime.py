@@ -18,7 +18,7 @@ def spec(smoke_run) -> ModelSpec:
 @pytest.fixture(scope="module")
 def batch(spec, synthetic_root) -> dict[str, np.ndarray]:
     """Three synthetic lesion photos with three different patients."""
-    from mobile_skin.pipeline import load_image
+    from mobile_skin.image import load as load_image
 
     paths = sorted(synthetic_root.rglob("*.jpg"))[:3]
     meta = np.stack(

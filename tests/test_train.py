@@ -115,8 +115,8 @@ def test_resume_continues_instead_of_restarting(synthetic_root, tmp_path, capsys
 
 def test_the_split_is_drawn_before_rows_without_age_are_dropped(synthetic_root, tmp_path):
     def split_of(*flags):
-        args = train.parse_args(["--data", str(synthetic_root), *TINY, *flags,
-                                 "--out", str(tmp_path / "_".join(flags or ("keep",)))])  # fmt: skip
+        out = tmp_path / "_".join(flags or ("keep",))
+        args = train.parse_args(["--data", str(synthetic_root), *TINY, *flags, "--out", str(out)])
         cfg = train.resolve_config(args)
         paths = train.prepare_run_dir(args.out, cfg, resume=False, force=False)
         cfg.train.epochs, cfg.train.steps_per_epoch = 1, 1
@@ -210,3 +210,19 @@ def test_mirrored_strategy_on_two_cpu_replicas(synthetic_root, tmp_path):
     assert done.returncode == 0, done.stderr[-2000:]
     assert "MirroredStrategy with 2 replica(s)" in done.stdout
     assert (tmp_path / "r" / "best.keras").is_file()
+
+
+def test_validation_report_is_written_beside_the_test_one(smoke_run, capsys):
+    from mobile_skin import evaluate
+
+    test_metrics = smoke_run.metrics.read_text()
+    assert evaluate.main([str(smoke_run.root), "--split", "val"]) == 0
+    out = smoke_run.evaluation("val")
+    metrics = json.loads(out.metrics.read_text())
+    assert out.metrics.name == "metrics_val.json" and metrics["split"] == "val"
+    assert metrics["n"] == (pd.read_csv(smoke_run.split)["split"] == "val").sum()
+    assert out.report.read_text().startswith("# Validation report")
+    assert "figures_val/confusion_matrix.png" in out.report.read_text()
+    assert (out.figures / "confusion_matrix.png").is_file()
+    assert smoke_run.metrics.read_text() == test_metrics  # the test report is untouched
+    assert "val: accuracy" in capsys.readouterr().out

@@ -8,15 +8,15 @@ import kotlin.system.exitProcess
  * (`python -m mobile_skin.android_golden`), plus unit tests of the JSON reader, spec checks,
  * top-k and the result text.
  *
- * Tolerances: metadata vectors must match Python's float32 values exactly (bit for bit). Resized
- * pixels must be within [PIXEL_TOLERANCE] level of TensorFlow's after rounding, with at least
- * [MIN_EXACT_FRACTION] of them identical; the unrounded resize within [FLOAT_TOLERANCE] of
- * TensorFlow's (which the goldens store to 4 decimals).
+ * Tolerances: metadata vectors must match Python's float32 values exactly (bit for bit), and so
+ * must the resized pixels ([PIXEL_TOLERANCE] 0, every value identical) and the EXIF-oriented
+ * images; photo-sized resizes (up to 4032 x 3024) must give the same bytes (SHA-256). The
+ * unrounded resize must be within [FLOAT_TOLERANCE] of TensorFlow's (stored to 4 decimals).
  *
  * Usage: `CoreTestsKt [GOLDEN_DIR]` (default `src/test/resources/golden`); exits 1 on a failure.
  */
-const val PIXEL_TOLERANCE = 1.0f
-const val MIN_EXACT_FRACTION = 0.99
+const val PIXEL_TOLERANCE = 0.0f
+const val MIN_EXACT_FRACTION = 1.0
 const val FLOAT_TOLERANCE = 1e-3
 
 fun main(args: Array<String>) {
@@ -26,6 +26,8 @@ fun main(args: Array<String>) {
     specTests(t, golden)
     metadataTests(t, golden)
     imageTests(t, golden)
+    orientationTests(t, golden)
+    productionTests(t, golden)
     topKTests(t, golden)
     exitProcess(t.finish())
 }
@@ -347,5 +349,74 @@ private fun topKTests(t: TestRunner, golden: File) {
         ).joinToString("\n")
         assertEquals(want, text, "text")
         assertThrows<IllegalArgumentException>("wrong length") { TopK.format(spec, FloatArray(3), 3) }
+    }
+}
+
+// --------------------------------------------------------------------------------- orientation
+
+private fun orientationTests(t: TestRunner, golden: File) {
+    val doc = obj(Json.parse(read(golden, "orientation_cases.json")))
+    val width = (doc["width"] as Double).toInt()
+    val height = (doc["height"] as Double).toInt()
+    val argb = flattenInts(doc["argb"])
+    for (case in list(doc["cases"]).map { obj(it) }) {
+        val o = (case["orientation"] as Double).toInt()
+        t.test("orientation: EXIF $o turns the photo exactly as Python does") {
+            val got = Orientation.apply(argb, width, height, o)
+            assertEquals((case["width"] as Double).toInt(), got.width, "width")
+            assertEquals((case["height"] as Double).toInt(), got.height, "height")
+            assertEquals(flattenInts(case["argb"]).toList(), got.argb.toList(), "pixels")
+        }
+    }
+}
+
+// ------------------------------------------------------------------------ photo-sized resizes
+
+/** Python's `android_golden.pattern_image` as ARGB ints (uint64 arithmetic in Long bits). */
+internal fun patternImage(width: Int, height: Int, salt: Int): IntArray {
+    val mask = 0xFFFFFFFFL
+    val out = IntArray(width * height)
+    for (y in 0 until height) {
+        for (x in 0 until width) {
+            var n = (x.toLong() * 73856093L) xor (y.toLong() * 19349663L) xor (salt.toLong() * 83492791L)
+            n = (n * 2654435761L) and mask
+            n = n xor (n ushr 15)
+            n = (n * 2246822519L) and mask
+            n = n xor (n ushr 13)
+            val alpha = ((n ushr 24) and 255L).toInt()
+            val red = (x * 255) / Math.max(width - 1, 1)
+            val green = if (((x / 4) + (y / 4)) % 2 == 0) 255 else 0
+            val blue = ((n ushr 8) and 255L).toInt()
+            out[y * width + x] = (alpha shl 24) or (red shl 16) or (green shl 8) or blue
+        }
+    }
+    return out
+}
+
+private fun productionTests(t: TestRunner, golden: File) {
+    val doc = obj(Json.parse(read(golden, "production_cases.json")))
+    for (case in list(doc["cases"]).map { obj(it) }) {
+        val name = case["name"] as String
+        t.test("image: $name gives Python's bytes exactly") {
+            val width = (case["width"] as Double).toInt()
+            val height = (case["height"] as Double).toInt()
+            val size = (case["size"] as Double).toInt()
+            val pixels = ImagePreprocessor(size).toModelInput(
+                patternImage(width, height, (case["salt"] as Double).toInt()), width, height
+            )
+            val bytes = ByteArray(pixels.size) { pixels[it].toInt().toByte() }
+            val rowSums = LongArray(size) { row ->
+                var sum = 0L
+                for (i in row * size * 3 until (row + 1) * size * 3) sum += pixels[i].toLong()
+                sum
+            }
+            val want = list(case["row_sums"]).map { (it as Double).toLong() }
+            val firstBad = want.indices.firstOrNull { want[it] != rowSums[it] }
+            assertEquals(null, firstBad, "first row whose sum differs")
+            val digest = java.security.MessageDigest.getInstance("SHA-256").digest(bytes)
+            val hex = StringBuilder()
+            for (b in digest) hex.append(String.format("%02x", b))
+            assertEquals(case["sha256"], hex.toString(), "sha256 of the resized bytes")
+        }
     }
 }
