@@ -187,10 +187,11 @@ class RunConfig:
             raise UserError(f"{path}: not valid JSON ({err})") from None
 
 
-#: Quantization-aware fine-tuning before int8 export (``export/to_tflite.py --qat``;
+#: Quantization-aware fine-tuning of the int8 TFLite export (``export/to_tflite.py --int8``;
 #: :func:`mobile_skin.qat.quantize_aware`): epochs and Adam learning rate, distilling the float
-#: model. Here rather than in :mod:`mobile_skin.qat` so ``--help`` answers without TensorFlow.
-QAT_EPOCHS = 2
+#: model (8 epochs: the best of reports/int8.md's recipes within the 0.6x-float speed budget).
+#: Here rather than in :mod:`mobile_skin.qat` so ``--help`` answers without TensorFlow.
+QAT_EPOCHS = 8
 QAT_LEARNING_RATE = 1e-5
 
 #: Named starting points. ``smoke`` runs the whole pipeline on 2 CPU cores in a few minutes.

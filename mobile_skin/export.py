@@ -5,7 +5,9 @@ and ``make demo`` call it); :func:`export_formats` does several formats with one
 For format ``fmt`` it
 
 1. loads ``best.keras`` and passes it through :func:`mobile_skin.edge_model.to_edge_model`
-   (and, for ``tflite_int8_qat``, through :func:`mobile_skin.qat.quantize_aware`);
+   (and, for ``tflite_int8``, through :func:`mobile_skin.qat.quantize_aware`: least-squares
+   ranges and distillation to the float model, the best of the int8 recipes compared in
+   reports/int8.md);
 2. draws the calibration samples for int8 formats (:mod:`mobile_skin.calibration`);
 3. converts (:mod:`mobile_skin.export_tflite`, :mod:`mobile_skin.export_onnx`) and writes
    ``<run>/export/<fmt>/model.tflite`` or ``model.onnx`` atomically, with ``model_spec.json``
@@ -41,7 +43,6 @@ FORMATS: dict[str, tuple[str, str]] = {
     "tflite_fp16": ("tflite", "fp16"),
     "tflite_dynamic": ("tflite", "dynamic"),
     "tflite_int8": ("tflite", "int8"),
-    "tflite_int8_qat": ("tflite", "int8"),
     "onnx_fp32": ("onnx", "fp32"),
     "onnx_int8": ("onnx", "int8"),
 }
@@ -101,8 +102,9 @@ def export_formats(
         data_dir: read the images from here instead of the run's data directory.
         threads: CPU threads for the exported models' runtimes (default: all cores).
         latency_runs: timed runs for the indicative latency (0 skips it).
-        qat_epochs, qat_learning_rate: fine-tuning of ``tflite_int8_qat`` (None: the defaults
-            of :func:`mobile_skin.qat.quantize_aware`).
+        qat_epochs, qat_learning_rate: quantization-aware fine-tuning of ``tflite_int8``
+            (None: the defaults of :func:`mobile_skin.qat.quantize_aware`; 0 epochs: the
+            least-squares ranges alone, a few minutes instead of half an hour).
         log: where progress goes.
 
     Returns:
@@ -127,8 +129,8 @@ def export_formats(
         for key, value in (("epochs", qat_epochs), ("learning_rate", qat_learning_rate))
         if value is not None
     }
-    if qat_options and "tflite_int8_qat" not in formats:
-        raise UserError("--qat-epochs and --qat-lr only apply with --qat")
+    if qat_options and "tflite_int8" not in formats:
+        raise UserError("--qat-epochs and --qat-lr only apply with --int8 (or --qat)")
     if (qat_epochs is not None and qat_epochs < 0) or (
         qat_learning_rate is not None and not qat_learning_rate > 0
     ):
@@ -162,11 +164,11 @@ def export_formats(
             train, spec, calibration_samples, cfg.data.seed, log=log
         )
     qat_data = None
-    if "tflite_int8_qat" in formats:
+    if "tflite_int8" in formats:
         from mobile_skin.qat import QatData
 
         qat_data = QatData.from_config(
-            cfg, spec, train, subset(frame, split, "val"), paths.export("tflite_int8_qat")
+            cfg, spec, train, subset(frame, split, "val"), paths.export("tflite_int8")
         )
         qat_options["calibration_samples"] = calibration_samples
     return [
@@ -201,7 +203,7 @@ def _export_one(
     kind, mode = FORMATS[fmt]
     edge = float_edge = edge_model.to_edge_model(model)
     extra: dict = {}
-    if fmt == "tflite_int8_qat":
+    if fmt == "tflite_int8":
         from mobile_skin import qat
 
         edge, lines = qat.quantize_aware(qat_data, edge, log=log, **(qat_options or {}))
@@ -217,7 +219,7 @@ def _export_one(
     if kind == "tflite":
         float_ops = edge_model.INT8_FLOAT_OPS if mode == "int8" else ()
         info = _export_tflite(
-            edge, spec, mode, samples, target, float_ops, fmt == "tflite_int8_qat", float_edge
+            edge, spec, mode, samples, target, float_ops, fmt == "tflite_int8", float_edge
         )
     else:
         info = _export_onnx(edge, spec, mode, samples, target, opset)

@@ -124,6 +124,10 @@ def quantize_onnx(
     out_path: str | Path,
     samples: Sequence[dict[str, np.ndarray]],
     float_op_types: Sequence[str] = (),
+    *,
+    activations: str = "uint8",
+    ranges: str = "least_squares",
+    logit_correction: bool = True,
 ) -> Path:
     """Statically quantize an fp32 ``onnx.ModelProto`` to 8 bits (QDQ) and write it to ``out_path``.
 
@@ -145,6 +149,9 @@ def quantize_onnx(
         samples: calibration inputs, e.g. from :func:`mobile_skin.calibration.calibration_samples`.
         float_op_types: ONNX op types to leave in float (e.g. :func:`onnx_float_ops` of the TFLite
             int8 export's float ops); empty: quantize everything onnxruntime can.
+        activations, ranges, logit_correction: the recipe's parts, for comparisons
+            (``benchmarks/int8_methods.py``): ``"uint8"`` or ``"int8"`` activations,
+            ``"least_squares"`` or ``"minmax"`` ranges, the logit correction on or off.
     """
     import onnx
     from onnxruntime.quantization import (
@@ -170,27 +177,29 @@ def quantize_onnx(
             quant_format=QuantFormat.QDQ,
             per_channel=True,
             reduce_range=False,  # VNNI / ARM dotprod do not saturate u8 x s8 products
-            activation_type=QuantType.QUInt8,
+            activation_type=QuantType.QUInt8 if activations == "uint8" else QuantType.QInt8,
             weight_type=QuantType.QInt8,
             calibrate_method=CalibrationMethod.MinMax,
             nodes_to_exclude=keep_float,
         )
-        minmax = Path(tmp) / "minmax.onnx"
-        quantize_static(str(pre_path), str(minmax), SampleReader(samples, names), **options)
-        tensors = [t for t in activation_tensors(onnx.load(str(minmax))) if t not in names]
-        ranges = least_squares_ranges(pre_path, tensors, samples)
-        options["extra_options"] = {
-            "TensorQuantOverrides": {
-                t: [{"rmin": np.float32(lo), "rmax": np.float32(hi)}]
-                for t, (lo, hi) in ranges.items()
+        if ranges == "least_squares":
+            minmax = Path(tmp) / "minmax.onnx"
+            quantize_static(str(pre_path), str(minmax), SampleReader(samples, names), **options)
+            tensors = [t for t in activation_tensors(onnx.load(str(minmax))) if t not in names]
+            narrowed = least_squares_ranges(pre_path, tensors, samples)
+            options["extra_options"] = {
+                "TensorQuantOverrides": {
+                    t: [{"rmin": np.float32(lo), "rmax": np.float32(hi)}]
+                    for t, (lo, hi) in narrowed.items()
+                }
             }
-        }
         quantize_static(str(pre_path), str(out_path), SampleReader(samples, names), **options)
-        quantized = onnx.load(str(out_path))
-        reference = lc.predictions(_session_predict(fp32_path), samples)
-        shift = lc.logit_shift(reference, lc.predictions(_session_predict(out_path), samples))
-        if lc.correct_onnx(quantized, shift):
-            onnx.save(quantized, str(out_path))
+        if logit_correction:
+            quantized = onnx.load(str(out_path))
+            reference = lc.predictions(_session_predict(fp32_path), samples)
+            shift = lc.logit_shift(reference, lc.predictions(_session_predict(out_path), samples))
+            if lc.correct_onnx(quantized, shift):
+                onnx.save(quantized, str(out_path))
     return Path(out_path)
 
 

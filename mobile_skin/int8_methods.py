@@ -23,7 +23,10 @@ and starts from the exporter's :func:`mobile_skin.edge_model.to_edge_model` grap
 - ``qat{E}``: quantization-aware training (:mod:`mobile_skin.qat`) for ``E`` epochs (``qat0``:
   the least-squares ranges alone, no training);
 - ``NAME+lbc``: recipe ``NAME`` with the float head's bias corrected for the mean logit shift on
-  the calibration images (:mod:`mobile_skin.logit_correction`).
+  the calibration images (:mod:`mobile_skin.logit_correction`);
+- ``onnx_nncf``: NNCF post-training quantization of the ONNX file (``nncf``, the ``bench``
+  extra), the exporter's float head, made U8S8 so onnxruntime fuses it (:func:`onnx_nncf`);
+  ``onnx_nncf_lbc`` the same with the logit bias correction.
 """
 
 from __future__ import annotations
@@ -254,6 +257,124 @@ def with_logit_correction(ctx: Context, base: str) -> bytes:
     return corrected
 
 
+def onnx_float(ctx: Context) -> bytes:
+    """The float32 ONNX file the ONNX recipes are timed against."""
+    from mobile_skin.export_onnx import convert_onnx
+
+    if "onnx_fp32" not in ctx.cache:
+        ctx.cache["onnx_fp32"] = convert_onnx(ctx.edge, ctx.spec).SerializeToString()
+    return ctx.cache["onnx_fp32"]
+
+
+def onnx_int8(ctx: Context, **recipe) -> bytes:
+    """onnxruntime static quantization with the exporter's head policy and ``recipe``."""
+    import tempfile
+
+    import onnx
+
+    from mobile_skin.edge_model import INT8_FLOAT_OPS
+    from mobile_skin.export_onnx import onnx_float_ops, quantize_onnx
+
+    proto = onnx.load_from_string(onnx_float(ctx))
+    with tempfile.TemporaryDirectory() as tmp:
+        out = Path(tmp) / "m.onnx"
+        quantize_onnx(proto, out, ctx.samples, onnx_float_ops(INT8_FLOAT_OPS), **recipe)
+        return out.read_bytes()
+
+
+def onnx_nncf(ctx: Context) -> bytes:
+    """NNCF post-training quantization (``MIXED`` preset: symmetric int8 per-channel weights,
+    asymmetric per-tensor activations; fast bias correction) of the float ONNX file on the
+    calibration samples, with the exporter's float head (the op types :func:`onnx_int8` keeps
+    float). NNCF writes int8 activations wherever a tensor's range is below zero and per-channel
+    activations before depthwise convolutions; onnxruntime fuses neither into ``QLinearConv``, so
+    activations are forced per tensor and their Q/DQ pairs are moved to uint8 (exact: zero point
+    + 128)."""
+    import logging
+
+    try:
+        import nncf
+    except ImportError as e:
+        raise UserError("onnx_nncf needs nncf: pip install -e '.[bench]'") from e
+    import onnx
+    from nncf.quantization.advanced_parameters import (
+        AdvancedQuantizationParameters,
+        QuantizationParameters,
+    )
+
+    from mobile_skin.edge_model import INT8_FLOAT_OPS
+    from mobile_skin.export_onnx import onnx_float_ops
+
+    nncf.set_log_level(logging.WARNING)
+    proto = onnx.load_from_string(onnx_float(ctx))
+    names = [i.name for i in proto.graph.input]
+    start = time.perf_counter()
+    quantized = nncf.quantize(
+        proto,
+        nncf.Dataset(ctx.samples, lambda s: {k: s[k] for k in names}),
+        preset=nncf.QuantizationPreset.MIXED,
+        subset_size=len(ctx.samples),
+        fast_bias_correction=True,
+        ignored_scope=nncf.IgnoredScope(types=list(onnx_float_ops(INT8_FLOAT_OPS)), validate=False),
+        advanced_parameters=AdvancedQuantizationParameters(
+            activations_quantization_params=QuantizationParameters(per_channel=False)
+        ),
+    )
+    ctx.log(f"onnx_nncf: quantized in {time.perf_counter() - start:.1f} s")
+    _activations_to_uint8(quantized)
+    return quantized.SerializeToString()
+
+
+def _activations_to_uint8(model) -> None:
+    """Move a QDQ ``onnx.ModelProto``'s int8 activation Q/DQ pairs to uint8 (zero point + 128,
+    the same real values), in place; weights stay int8."""
+    from onnx import TensorProto, numpy_helper
+
+    nodes, inits = model.graph.node, {i.name: i for i in model.graph.initializer}
+    quantized = {n.output[0] for n in nodes if n.op_type == "QuantizeLinear"}
+    activation_q = [n for n in nodes if n.op_type == "QuantizeLinear" and n.input[0] not in inits]
+    zero_points = {n.input[2] for n in activation_q if len(n.input) > 2} | {
+        n.input[2] for n in nodes
+        if n.op_type == "DequantizeLinear" and n.input[0] in quantized and len(n.input) > 2
+    }  # fmt: skip
+    for name in zero_points:
+        if inits[name].data_type == TensorProto.INT8:
+            values = numpy_helper.to_array(inits[name]).astype(np.int16) + 128
+            inits[name].CopyFrom(numpy_helper.from_array(values.astype(np.uint8), name))
+    outputs = {n.output[0] for n in activation_q if len(n.input) > 2}
+    for value in model.graph.value_info:
+        if value.name in outputs and value.type.tensor_type.elem_type == TensorProto.INT8:
+            value.type.tensor_type.elem_type = TensorProto.UINT8
+
+
+def onnx_with_logit_correction(ctx: Context, base: str) -> bytes:
+    """ONNX recipe ``base`` (its file if already built, else built now) with the float head's
+    bias corrected for the mean logit shift against the float ONNX file on the calibration
+    samples, as :func:`mobile_skin.export_onnx.quantize_onnx` does."""
+    import tempfile
+
+    import onnx
+
+    from mobile_skin import logit_correction as lc
+    from mobile_skin.export_onnx import _session_predict
+
+    path = ctx.out_dir / f"{base}.onnx"
+    content = path.read_bytes() if path.is_file() else METHODS[base][0](ctx)
+    with tempfile.TemporaryDirectory() as tmp:
+        fp32, quantized = Path(tmp) / "fp32.onnx", Path(tmp) / "int8.onnx"
+        fp32.write_bytes(onnx_float(ctx))
+        quantized.write_bytes(content)
+        if "onnx_calib_reference" not in ctx.cache:
+            ctx.cache["onnx_calib_reference"] = lc.predictions(_session_predict(fp32), ctx.samples)
+        result = lc.predictions(_session_predict(quantized), ctx.samples)
+    shift = lc.logit_shift(ctx.cache["onnx_calib_reference"], result)
+    model = onnx.load_from_string(content)
+    if not lc.correct_onnx(model, shift):
+        raise UserError(f"{base}: no float head bias feeding 'probs' to correct")
+    ctx.log(f"{base}_lbc: logit shift {np.round(shift, 3).tolist()}")
+    return model.SerializeToString()
+
+
 #: Recipe name -> (builder, one-line description).
 METHODS: dict[str, tuple[Callable[[Context], bytes], str]] = {
     "ptq": (ptq, "post-training int8, min/max ranges, 300 calibration images"),
@@ -270,6 +391,19 @@ METHODS: dict[str, tuple[Callable[[Context], bytes], str]] = {
     "qat8_lr1e-4": (lambda c: qat(c, 8, 1e-4), "QAT, 8 epochs at lr 1e-4"),
     "qat2_eps1e-7": (lambda c: qat(c, 2, 1e-5, 1e-7), "QAT, 2 epochs, lr 1e-5, Adam eps 1e-7"),
     "ptq+lbc": (lambda c: with_logit_correction(c, "ptq"), "ptq + logit bias correction"),
+    "onnx_s8s8_minmax": (
+        lambda c: onnx_int8(c, activations="int8", ranges="minmax", logit_correction=False),
+        "ONNX: int8 activations, min/max (the exporter before)",
+    ),
+    "onnx_u8s8_minmax": (
+        lambda c: onnx_int8(c, ranges="minmax", logit_correction=False),
+        "ONNX: uint8 activations, min/max",
+    ),
+    "onnx_u8s8_ls": (
+        lambda c: onnx_int8(c, logit_correction=False),
+        "ONNX: uint8, least-squares ranges",
+    ),
+    "onnx_u8s8_ls_lbc": (onnx_int8, "ONNX: uint8, least squares, logit corr. (the exporter)"),
     "prefix10": (lambda c: debugger_prefix(c, 10), "ptq, first 10 tensors float"),
     "prefix20": (lambda c: debugger_prefix(c, 20), "ptq, first 20 tensors float"),
     "prefix10+lbc": (lambda c: with_logit_correction(c, "prefix10"), "prefix10 + logit corr."),
@@ -278,6 +412,11 @@ METHODS: dict[str, tuple[Callable[[Context], bytes], str]] = {
     "qat2+lbc": (lambda c: with_logit_correction(c, "qat2"), "qat2 + logit bias correction"),
     "qat8+lbc": (lambda c: with_logit_correction(c, "qat8"), "qat8 + logit bias correction"),
     "qat4_eps1e-7": (lambda c: qat(c, 4, 1e-5, 1e-7), "QAT, 4 epochs, lr 1e-5, Adam eps 1e-7"),
+    "onnx_nncf": (onnx_nncf, "ONNX: NNCF post-training, fast bias correction, head float"),
+    "onnx_nncf_lbc": (
+        lambda c: onnx_with_logit_correction(c, "onnx_nncf"),
+        "ONNX: NNCF post-training + logit corr.",
+    ),
 }
 
 
@@ -285,16 +424,20 @@ def evaluate(ctx: Context, name: str, content: bytes) -> dict:
     """Write the file, score it on both splits, count its partitions."""
     from mobile_skin import parity
     from mobile_skin.fileio import write_bytes
-    from mobile_skin.runtime import TFLiteRuntime, predict_inputs
+    from mobile_skin.runtime import OnnxRuntime, TFLiteRuntime, predict_inputs
     from mobile_skin.tflite_profile import list_ops
 
-    path = write_bytes(ctx.out_dir / f"{name}.tflite", content)
-    runtime = TFLiteRuntime(path, threads=2)
+    onnx_file = name.startswith("onnx_")
+    path = write_bytes(ctx.out_dir / f"{name}.{'onnx' if onnx_file else 'tflite'}", content)
+    runtime = OnnxRuntime(path, threads=2) if onnx_file else TFLiteRuntime(path, threads=2)
     row: dict = {"method": name, "description": METHODS[name][1], "file": str(path),
                  "mb": round(len(content) / 1e6, 3)}  # fmt: skip
-    ops = list_ops(content)
-    row["partitions"] = len({o.partition for o in ops if o.partition is not None})
-    row["ops_outside_xnnpack"] = sum(o.partition is None for o in ops)
+    if onnx_file:
+        row.update(onnxruntime_kernels(path))
+    else:
+        ops = list_ops(content)
+        row["partitions"] = len({o.partition for o in ops if o.partition is not None})
+        row["ops_outside_xnnpack"] = sum(o.partition is None for o in ops)
     for split_name, d in ctx.data.items():
         probs = predict_inputs(runtime, d.inputs, len(ctx.spec.classes), progress=name)
         c = parity.compare(split_name, d.labels, probs, ctx.spec.classes,
@@ -311,16 +454,57 @@ def evaluate(ctx: Context, name: str, content: bytes) -> dict:
     return row
 
 
-def time_files(paths: dict[str, Path], rounds: int = 5, runs: int = 200, warmup: int = 20):
-    """Round-robin median ms per file (1 thread, batch 1, XNNPACK): the median of per-round
-    medians, so every file sees the same machine load."""
-    from mobile_skin.tflite_profile import read_bytes, time_model
+def onnxruntime_kernels(path: Path) -> dict:
+    """What onnxruntime makes of an ONNX file on this CPU (all graph optimisations): how many
+    convolutions run as fused int8 ``QLinearConv`` and how many Quantize/Dequantize nodes
+    remain (each a float round trip)."""
+    import tempfile
 
-    contents = {k: read_bytes(p) for k, p in paths.items()}
+    import onnx
+    import onnxruntime as ort
+
+    with tempfile.TemporaryDirectory() as tmp:
+        options = ort.SessionOptions()
+        options.log_severity_level = 3
+        options.optimized_model_filepath = str(Path(tmp) / "optimized.onnx")
+        ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+        ops = [n.op_type for n in onnx.load(options.optimized_model_filepath).graph.node]
+    return {
+        "qlinear_conv": ops.count("QLinearConv"),
+        "float_conv": sum(op in ("Conv", "FusedConv") or op.endswith("NchwcConv") for op in ops),
+        "quantize_dequantize": ops.count("QuantizeLinear") + ops.count("DequantizeLinear"),
+    }
+
+
+def _timer(path: Path):
+    """A zero-argument function running one batch-1 inference of a .tflite or .onnx file on
+    random inputs with one thread."""
+    from mobile_skin.runtime import load_runtime
+
+    runtime = load_runtime(path, threads=1)
+    rng = np.random.default_rng(0)
+    inputs = {}
+    for name in runtime.input_names:
+        shape = [1 if d is None else d for d in runtime.input_shape(name)]
+        inputs[name] = rng.uniform(0, 255 if name == "image" else 1, shape).astype(np.float32)
+    return lambda: runtime.predict(inputs)
+
+
+def time_files(paths: dict[str, Path], rounds: int = 5, runs: int = 200, warmup: int = 20):
+    """Round-robin median ms per file (1 thread, batch 1; XNNPACK for TFLite, onnxruntime for
+    ONNX): the median of per-round medians, so every file sees the same machine load."""
+    timers = {k: _timer(p) for k, p in paths.items()}
     per_round: dict[str, list[float]] = {k: [] for k in paths}
     for _ in range(rounds):
-        for k, content in contents.items():
-            per_round[k].append(time_model(content, runs=runs, warmup=warmup, num_threads=1)[0])
+        for k, run_once in timers.items():
+            for _ in range(warmup):
+                run_once()
+            times = np.empty(runs)
+            for i in range(runs):
+                start = time.perf_counter()
+                run_once()
+                times[i] = time.perf_counter() - start
+            per_round[k].append(float(np.median(times)) * 1e3)
     return {k: float(np.median(v)) for k, v in per_round.items()}
 
 
@@ -355,15 +539,19 @@ def run(
         from mobile_skin.fileio import write_bytes
 
         fp32 = write_bytes(ctx.out_dir / "fp32.tflite", float_model(ctx))
-        files = {"fp32": fp32, **{k: Path(r["file"]) for k, r in doc["rows"].items()
-                                  if Path(r["file"]).is_file()}}  # fmt: skip
+        onnx_fp32 = write_bytes(ctx.out_dir / "fp32.onnx", onnx_float(ctx))
+        files = {"fp32": fp32, "onnx_fp32": onnx_fp32,
+                 **{k: Path(r["file"]) for k, r in doc["rows"].items()
+                    if Path(r["file"]).is_file()}}  # fmt: skip
         load = os.getloadavg()[0]
         times = time_files(files)
-        doc["timing"] = {"fp32_ms": times["fp32"], "load_1m_start": load,
-                         "load_1m_end": os.getloadavg()[0], "threads": 1, "batch": 1}  # fmt: skip
+        doc["timing"] = {"fp32_ms": times["fp32"], "onnx_fp32_ms": times["onnx_fp32"],
+                         "load_1m_start": load, "load_1m_end": os.getloadavg()[0],
+                         "threads": 1, "batch": 1}  # fmt: skip
         for k, r in doc["rows"].items():
             if k in times:
-                r["ms"], r["ratio_to_fp32"] = times[k], times[k] / times["fp32"]
+                base = times["onnx_fp32" if k.startswith("onnx_") else "fp32"]
+                r["ms"], r["ratio_to_fp32"] = times[k], times[k] / base
     write_json(results, doc)
     write_text(results.with_suffix(".md"), render(doc))
     return doc
@@ -390,7 +578,7 @@ def render(doc: dict) -> str:
         + ". Command: `python benchmarks/int8_methods.py RUN --methods NAME... [--time]`.",
         "",
         "| recipe | test agreement | test decided | val agreement | val decided | delta bal. acc. "
-        "test / val | worst class sens. test / val | ms | x fp32 | partitions | MB |",
+        "test / val | worst class sens. test / val | ms | x fp32 | graph as run | MB |",
         "|" + " --- |" * 11,
     ]
     for name, r in doc["rows"].items():
@@ -403,6 +591,16 @@ def render(doc: dict) -> str:
             f"{100 * te['worst_sensitivity_change']:+.1f} / "
             f"{100 * va['worst_sensitivity_change']:+.1f} | "
             f"{r.get('ms', float('nan')):.2f} | {r.get('ratio_to_fp32', float('nan')):.2f} | "
-            f"{r['partitions']} ({r['ops_outside_xnnpack']} ops outside) | {r['mb']:.2f} |"
+            f"{_structure(r)} | {r['mb']:.2f} |"
         )
     return "\n".join(lines) + "\n"
+
+
+def _structure(row: dict) -> str:
+    """How the runtime executes the file: XNNPACK partitions, or onnxruntime's fused kernels."""
+    if "partitions" in row:
+        return f"{row['partitions']} XNNPACK partition(s), {row['ops_outside_xnnpack']} ops outside"
+    return (
+        f"{row['qlinear_conv']} QLinearConv, {row['float_conv']} float Conv, "
+        f"{row['quantize_dequantize']} Q/DQ"
+    )

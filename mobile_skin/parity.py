@@ -12,7 +12,7 @@ both splits: a method tuned on one split must not pass by luck.
   They compute the same function in the same precision, so any larger difference is a bug.
 - fp16 weights: decided-row agreement >= 99.9%. Float16 weights move probabilities by about
   1e-3, so they may flip a row only where Keras itself is split between two classes.
-- 8-bit formats (TFLite int8, int8 QAT, dynamic-range; ONNX int8):
+- 8-bit formats (TFLite int8, dynamic-range; ONNX int8):
 
   * decided-row agreement >= 99%: at most one decided answer in a hundred may change;
   * |delta balanced accuracy| <= 1.5 points, either direction (the gate asks for the same
@@ -123,7 +123,6 @@ TOLERANCES: dict[str, Tolerance] = {
     "tflite_fp16": FP16,
     "tflite_dynamic": EIGHT_BIT,
     "tflite_int8": EIGHT_BIT,
-    "tflite_int8_qat": EIGHT_BIT,
     "onnx_fp32": FLOAT,
     "onnx_int8": EIGHT_BIT,
 }

@@ -33,17 +33,20 @@ def smoke_run(tmp_path_factory, synthetic_root) -> RunPaths:
 
 @pytest.fixture(scope="session")
 def exported(smoke_run):
-    """The smoke run exported to every format but QAT (once per session, one model load).
+    """The smoke run exported to every format (once per session, one model load); the int8
+    TFLite file through the quantization-aware path with calibrated ranges but no fine-tuning
+    (the default's eight epochs cost minutes; ``test_qat.py`` fine-tunes, marked slow).
 
     Usage: ``row = exported("tflite_int8")`` (a ParityRow); the file is in
     ``smoke_run.export("tflite_int8")``.
     """
     from mobile_skin.export import FORMATS, export_formats
 
-    formats = [f for f in FORMATS if f != "tflite_int8_qat"]
+    formats = list(FORMATS)
     rows = export_formats(
-        smoke_run.root, formats, calibration_samples=35, latency_runs=1, log=lambda _m: None
-    )
+        smoke_run.root, formats, calibration_samples=35, latency_runs=1, qat_epochs=0,
+        log=lambda _m: None,
+    )  # fmt: skip
     return dict(zip(formats, rows, strict=True)).__getitem__
 
 

@@ -21,7 +21,7 @@ from mobile_skin.runtime import load_runtime
 from mobile_skin.spec import LABELS_FILE, SPEC_FILE, ModelSpec
 
 ROOT = Path(__file__).resolve().parents[1]
-EXPORTED = [f for f in FORMATS if f != "tflite_int8_qat"]
+EXPORTED = list(FORMATS)
 
 
 def run_script(name: str, *argv: str) -> int:
@@ -64,7 +64,9 @@ def test_each_format_exports_runs_and_is_gated(fmt, smoke_run, exported):
     # the smoke model differs per session and its near-tied answers flip easily).
     for c in row.splits.values():
         if mode in ("fp32", "fp16"):
-            assert c.max_abs_diff < (1e-4 if mode == "fp32" else 1e-2)
+            # fp16 weights move a smoke model's probabilities by up to ~0.016 (seen in CI); a
+            # broken conversion moves them by tenths.
+            assert c.max_abs_diff < (1e-4 if mode == "fp32" else 5e-2)
         else:
             assert c.mean_abs_diff < 0.05 and c.agreement >= 0.5
         assert c.flips == sum(c.flips_by_margin.values()) == len(c.flipped)
@@ -169,8 +171,8 @@ def test_a_damaged_model_fails_the_gate_with_exit_1_and_a_failed_name(
         ("to_tflite.py", ["{run}", "--qat", "--fp16"], "--qat converts to int8"),
         (
             "to_tflite.py",
-            ["{run}", "--int8", "--qat-epochs", "3"],
-            "--qat-epochs and --qat-lr only apply with --qat",
+            ["{run}", "--fp16", "--qat-epochs", "3"],
+            "--qat-epochs and --qat-lr only apply with --int8 (or --qat)",
         ),
         ("to_tflite.py", ["{run}", "--qat", "--qat-lr", "0"], "--qat-lr > 0 (got 0.0)"),
     ],
@@ -229,7 +231,7 @@ def test_qat_reads_the_images_from_data(run_copy, synthetic_root, tmp_path, qat_
     shutil.copytree(synthetic_root, moved)
     with pytest.raises(_Stop):
         export_formats(
-            run_copy, ["tflite_int8_qat"], data_dir=str(moved), calibration_samples=14,
+            run_copy, ["tflite_int8"], data_dir=str(moved), calibration_samples=14,
             verify=False, log=lambda _m: None,
         )  # fmt: skip
     data = qat_spy["data"]
@@ -242,7 +244,7 @@ def test_qat_calibrates_on_the_requested_number_of_images(run_copy, qat_spy):
 
     with pytest.raises(_Stop):
         export_formats(
-            run_copy, ["tflite_int8_qat"], calibration_samples=21, verify=False,
+            run_copy, ["tflite_int8"], calibration_samples=21, verify=False,
             log=lambda _m: None,
         )  # fmt: skip
     assert qat_spy["kwargs"]["calibration_samples"] == 21

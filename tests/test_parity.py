@@ -24,7 +24,7 @@ def test_every_format_has_exactly_one_tolerance():
     assert set(TOLERANCES) == set(FORMATS)
     assert TOLERANCES["tflite_fp32"].max_abs_diff == TOLERANCES["onnx_fp32"].max_abs_diff == 1e-4
     assert TOLERANCES["tflite_fp16"].min_decided_agreement == 0.999
-    for fmt in ("tflite_int8", "tflite_int8_qat", "tflite_dynamic", "onnx_int8"):
+    for fmt in ("tflite_int8", "tflite_dynamic", "onnx_int8"):
         tol = TOLERANCES[fmt]
         assert tol.min_decided_agreement == 0.99 and tol.max_balanced_accuracy_delta == 0.015
         assert tol.min_delta_ci_low == -0.03 and tol.max_sensitivity_drop == 0.05
