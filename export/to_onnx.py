@@ -21,11 +21,17 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         prog="python export/to_onnx.py", description=__doc__.splitlines()[0]
     )
     add_shared_arguments(p)
-    p.add_argument("--opset", type=int, help="ONNX opset, 13..18 (default: the exporter's, 17)")
+    p.add_argument(
+        "--opset",
+        type=int,
+        help="ONNX opset (default: the exporter's; checked against what the installed tf2onnx "
+        "writes before converting)",
+    )
     p.add_argument(
         "--int8",
         action="store_true",
-        help="static int8 quantization (QDQ, per-channel weights), calibrated",
+        help="static int8 quantization (QDQ: uint8 activations with least-squares ranges, int8 "
+        "per-channel weights, float head with its logit shift corrected)",
     )
     return p.parse_args(argv)
 

@@ -87,7 +87,7 @@ def _how(wrapper) -> str:
             low, high = quantizer.init_min, quantizer.init_max
             outputs.append(f"int8 output, fixed range [{low:g}, {high:g}]")
         else:
-            outputs.append("int8 output (range calibrated, then moving average)")
+            outputs.append("int8 output (range calibrated, then fixed while fine-tuning)")
     if not outputs and getattr(inner, "activation", None) is tf_keras.activations.softmax:
         outputs.append("softmax output at TFLite's fixed int8 scale 1/256")
     elif not outputs:

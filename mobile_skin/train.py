@@ -70,7 +70,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--learning-rate", type=float, help="Adam learning rate (default 1e-3)")
     p.add_argument("--adam-epsilon", type=float, help="Adam epsilon (default 0.1, the paper's)")
     p.add_argument(
-        "--monitor", help="val_accuracy (default, paper) | val_balanced_accuracy | val_loss"
+        "--monitor",
+        help="val_accuracy (default, paper) | val_balanced_accuracy | val_macro_auc | val_loss",
     )
     p.add_argument("--patience", type=int, help="EarlyStopping patience in epochs (default 25)")
     p.add_argument("--lr-schedule", help="plateau (default, ReduceLROnPlateau) | cosine")
