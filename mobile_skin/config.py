@@ -77,7 +77,7 @@ class ModelConfig:
         metadata_units: width of the metadata Dense layer.
         bn_momentum: BatchNormalization momentum of the backbone; ``None`` keeps the
             application's own (0.999 for MobileNetV3). Set to 0.99 automatically when training
-            from scratch (``weights=none``), see DESIGN.md.
+            from scratch (``weights=none``), see docs/design.md.
     """
 
     backbone: str = "mobilenet_v3_large_240"

@@ -568,10 +568,12 @@ def render(doc: dict) -> str:
         "",
         "Agreement with Keras on the test and validation splits; decided rows: Keras top-2 "
         "margin >= 0.05 (the parity gate's). Delta balanced accuracy in points. Latency: 1 "
-        "thread, batch 1, XNNPACK, median of 5 round-robin rounds of 200 runs"
+        "thread, batch 1 (TFLite: XNNPACK; ONNX: onnxruntime's CPU provider), median of 5 "
+        "round-robin rounds of 200 runs"
         + (
-            f"; float32 {t['fp32_ms']:.2f} ms in the same rounds, load average "
-            f"{t['load_1m_start']:.1f} -> {t['load_1m_end']:.1f}"
+            f"; x fp32 against the same runtime's float32 file in the same rounds (TFLite "
+            f"{t['fp32_ms']:.2f} ms, ONNX {t.get('onnx_fp32_ms', float('nan')):.2f} ms), load "
+            f"average {t['load_1m_start']:.1f} -> {t['load_1m_end']:.1f}"
             if t
             else " (not timed)"
         )

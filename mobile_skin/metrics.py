@@ -1,4 +1,4 @@
-"""Classification metrics from the confusion matrix, named exactly (see DESIGN.md).
+"""Classification metrics from the confusion matrix, named exactly (see docs/design.md).
 
 - ``accuracy``: overall top-1 accuracy.
 - ``balanced_accuracy``: mean per-class recall (the ISIC 2018 metric; scikit-learn's

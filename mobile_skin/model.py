@@ -26,7 +26,8 @@ from mobile_skin.spec import IMAGE_INPUT, METADATA_INPUT, OUTPUT
 apps = tf_keras.applications
 L = tf_keras.layers
 
-#: The layer MobileNetV3Large[:240] ends at is the input of this layer (DESIGN.md, "The cut").
+#: The layer MobileNetV3Large[:240] ends at is the input of this layer (docs/design.md, "The
+#: model").
 MOBILENET_CUT_CONSUMER = "expanded_conv_14/depthwise"
 MOBILENET_CUT_INDEX = 239
 

@@ -1,4 +1,4 @@
-"""The paper's published numbers, the bar this project measures itself against (DESIGN.md).
+"""The paper's published numbers, the bar this project measures itself against (docs/design.md).
 
 Source: Khoi Do, "Diagnostic support of skin lesion classification using CNN and Soft Attention"
 (2022); the Sensors 2022 paper by Nguyen, Bui & Do describes the same model. Its accuracies come

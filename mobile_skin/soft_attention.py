@@ -1,4 +1,4 @@
-"""Soft-Attention (Datta et al. 2021) as DESIGN.md states it.
+"""Soft-Attention (Datta et al. 2021) as docs/design.md states it.
 
 For a feature map ``t`` of shape (B, H, W, C)::
 
