@@ -1,5 +1,7 @@
 // The demo app. Kotlin is compiled by AGP's built-in Kotlin support (AGP >= 9), so no
 // org.jetbrains.kotlin.android plugin is applied here.
+import org.mobileskin.core.ExportChooser
+
 plugins {
     alias(libs.plugins.android.application)
 }
@@ -10,10 +12,12 @@ android {
 
     defaultConfig {
         applicationId = "org.mobileskin.demo"
-        minSdk = 24
+        // 26, not the 24 that LiteRT 2.3.0's AAR declares: see README "LiteRT version and minSdk".
+        minSdk = 26
         targetSdk = 36
-        versionCode = 1
-        versionName = "0.1.0"
+        versionCode = 2
+        versionName = "0.2.0"
+        testInstrumentationRunner = "androidx.test.runner.AndroidJUnitRunner"
     }
 
     buildTypes {
@@ -28,7 +32,7 @@ android {
     }
 
     androidResources {
-        // The interpreter memory-maps the model straight from the APK: keep it uncompressed.
+        // LiteRT maps the model straight from the APK: keep it uncompressed.
         noCompress += "tflite"
     }
 }
@@ -36,64 +40,56 @@ android {
 dependencies {
     implementation(project(":core"))
     implementation(libs.litert)
+    implementation(libs.litert.gpu)
     implementation(libs.androidx.activity)
     implementation(libs.androidx.appcompat)
     implementation(libs.androidx.core)
     implementation(libs.androidx.exifinterface)
+    implementation(libs.androidx.lifecycle.viewmodel)
+    implementation(libs.androidx.lifecycle.runtime)
+    implementation(libs.kotlinx.coroutines.android)
+
+    androidTestImplementation(libs.androidx.test.runner)
+    androidTestImplementation(libs.androidx.test.core)
+    androidTestImplementation(libs.androidx.test.ext.junit)
+    androidTestImplementation(libs.junit)
 }
 
 // ---------------------------------------------------------------------------------------------
-// The model is built, not committed: copy model.tflite and model_spec.json from the exporter's
-// output directory (python export/to_tflite.py --int8 writes <run>/export/tflite_int8/) into
-// generated assets. Choose the directory with -PmobileSkinExport=DIR (relative to android_demo/
-// or absolute); the default is the latest training run of this repository.
+// The model is built, not committed. copyModel (buildSrc/src/main/kotlin/CopyModelTask.kt) copies
+// model.tflite and model_spec.json of one export into generated assets, with model_source.json
+// saying which export it is. Which one:
+//   -PmobileSkinExport=DIR   exactly that export directory (<run>/export/<format>), as before;
+//   otherwise, from the run -PmobileSkinRun=RUN (default ../runs/latest), the first format of
+//   -PmobileSkinFormats=a,b,... (default tflite_int8, tflite_dynamic, tflite_fp16,
+//   tflite_fp32) whose row in RUN/export/parity.json has status PASS.
+// Paths are absolute or relative to android_demo/. The properties can also go in gradle.properties.
 
-/** Copies the exported model and its spec into a generated assets directory. */
-abstract class CopyModelTask : DefaultTask() {
-    /** The export directory (absolute path). */
-    @get:Input
-    abstract val exportDir: Property<String>
-
-    /** The two files, declared as inputs so the copy reruns when the model changes. */
-    @get:InputFiles
-    @get:PathSensitive(PathSensitivity.NAME_ONLY)
-    abstract val modelFiles: ConfigurableFileCollection
-
-    /** Set by AGP (addGeneratedSourceDirectory below). */
-    @get:OutputDirectory
-    abstract val outputDir: DirectoryProperty
-
-    @TaskAction
-    fun copy() {
-        val names = listOf("model.tflite", "model_spec.json")
-        val dir = File(exportDir.get())
-        val missing = names.filterNot { File(dir, it).isFile }
-        if (missing.isNotEmpty()) {
-            throw GradleException(
-                "mobile_skin model export not found: ${missing.joinToString(" and ")} missing in $dir.\n" +
-                    "Build it from the repository root with `python export/to_tflite.py --int8` " +
-                    "(it writes <run>/export/tflite_int8/ with model.tflite and model_spec.json), " +
-                    "or point the app at another export: ./gradlew assembleDebug " +
-                    "-PmobileSkinExport=/path/to/<run>/export/tflite_int8"
-            )
-        }
-        val out = outputDir.get().asFile
-        out.deleteRecursively()
-        out.mkdirs()
-        for (name in names) File(dir, name).copyTo(File(out, name), overwrite = true)
-        logger.lifecycle("copyModel: ${names.joinToString()} from $dir")
-    }
-}
-
-val mobileSkinExport: File = rootDir.resolve(
-    providers.gradleProperty("mobileSkinExport").getOrElse("../runs/latest/export/tflite_int8")
+val mobileSkinExport: File? = providers.gradleProperty("mobileSkinExport").orNull
+    ?.let { rootDir.resolve(it).normalize() }
+val mobileSkinRun: File = rootDir.resolve(
+    providers.gradleProperty("mobileSkinRun").getOrElse("../runs/latest")
 ).normalize()
+val mobileSkinFormats: String = providers.gradleProperty("mobileSkinFormats").getOrElse("")
 
 val copyModel = tasks.register<CopyModelTask>("copyModel") {
     group = "build"
-    description = "Copies model.tflite and model_spec.json from -PmobileSkinExport into the app's assets."
-    exportDir.set(mobileSkinExport.absolutePath)
-    modelFiles.from(File(mobileSkinExport, "model.tflite"), File(mobileSkinExport, "model_spec.json"))
+    description = "Copies the best export that passed the parity gate (or -PmobileSkinExport) into the app's assets."
+    runDir.set(mobileSkinRun.absolutePath)
+    formats.set(mobileSkinFormats)
+    val exportRoot = File(mobileSkinRun, "export")
+    candidateFiles.from(File(exportRoot, CopyModelTask.PARITY_FILE))
+    for (format in ExportChooser.TFLITE_FORMATS) {
+        candidateFiles.from(File(exportRoot, "$format/model.tflite"), File(exportRoot, "$format/model_spec.json"))
+    }
+    mobileSkinExport?.let { dir ->
+        exportDir.set(dir.absolutePath)
+        candidateFiles.from(
+            File(dir, "model.tflite"),
+            File(dir, "model_spec.json"),
+            File(dir.parentFile, CopyModelTask.PARITY_FILE)
+        )
+    }
 }
 
 androidComponents {
@@ -102,7 +98,7 @@ androidComponents {
     }
 }
 
-// Fail at the start of a build, with the message above, rather than at packaging.
+// Fail at the start of a build, with copyModel's message, rather than at packaging.
 tasks.named("preBuild") {
     dependsOn(copyModel)
 }

@@ -1,212 +1,221 @@
 package org.mobileskin.demo
 
 import android.content.ActivityNotFoundException
-import android.net.Uri
+import android.content.Intent
 import android.os.Bundle
+import android.text.Editable
+import android.text.TextWatcher
+import android.view.View
+import android.widget.AdapterView
 import android.widget.ArrayAdapter
 import android.widget.Button
 import android.widget.EditText
 import android.widget.ImageView
+import android.widget.RadioButton
 import android.widget.Spinner
 import android.widget.TextView
+import android.widget.Toast
 import androidx.activity.result.PickVisualMediaRequest
 import androidx.activity.result.contract.ActivityResultContracts
+import androidx.activity.viewModels
+import androidx.appcompat.app.AlertDialog
 import androidx.appcompat.app.AppCompatActivity
 import androidx.core.content.FileProvider
 import androidx.core.view.ViewCompat
 import androidx.core.view.WindowInsetsCompat
-import org.mobileskin.core.ImagePreprocessor
+import androidx.lifecycle.Lifecycle
+import androidx.lifecycle.lifecycleScope
+import androidx.lifecycle.repeatOnLifecycle
+import kotlinx.coroutines.launch
+import org.mobileskin.core.Hardware
+import org.mobileskin.core.InferenceSettings
 import org.mobileskin.core.MetadataEncoder
-import org.mobileskin.core.MetadataException
-import org.mobileskin.core.ModelSpec
-import org.mobileskin.core.TopK
+import org.mobileskin.core.ModelState
+import org.mobileskin.core.ScreenState
+import org.mobileskin.core.StatusLine
 import java.io.File
-import java.util.concurrent.ExecutorService
-import java.util.concurrent.Executors
 
 /**
  * One screen: take or pick a photo, enter age, sex and body site, read the top-3 classes.
  *
- * Everything about the model (classes and their names, input size, metadata vocabularies and
- * scaling) comes from `model_spec.json` in the assets; the pixel conversion, the metadata vector
- * and the ranking come from the tested `:core` module. Work happens on one background thread.
+ * The activity only draws [MainViewModel.state] and forwards clicks and form edits; the model,
+ * the photo, the form and the result live in the ViewModel, so rotation keeps them and does not
+ * reload the model. The state is collected only while the activity is started, so no result is
+ * ever delivered to a destroyed activity.
  */
 class MainActivity : AppCompatActivity() {
-    private val worker: ExecutorService = Executors.newSingleThreadExecutor()
-    private var spec: ModelSpec? = null
-    private var classifier: SkinClassifier? = null
-    private var pixels: Photos.Pixels? = null
-    private var pendingPhoto: Uri? = null
+    private val vm: MainViewModel by viewModels()
 
     private lateinit var photoView: ImageView
+    private lateinit var takePhotoButton: Button
+    private lateinit var pickPhotoButton: Button
     private lateinit var ageField: EditText
     private lateinit var sexSpinner: Spinner
     private lateinit var siteSpinner: Spinner
     private lateinit var classifyButton: Button
+    private lateinit var settingsButton: Button
+    private lateinit var benchmarkButton: Button
     private lateinit var resultText: TextView
     private lateinit var modelInfo: TextView
 
+    private var shownPhoto: Photos.Pixels? = null
+    private var settingsDialog: AlertDialog? = null
+
     private val takePicture = registerForActivityResult(ActivityResultContracts.TakePicture()) { saved ->
-        val uri = pendingPhoto
-        if (saved && uri != null) loadPhoto(uri, deleteAfter = photoFile())
+        val uri = vm.pendingCameraUri
+        vm.pendingCameraUri = null
+        if (saved && uri != null) vm.loadPhoto(uri, deleteAfter = photoFile()) else photoFile().delete()
     }
 
     private val pickImage = registerForActivityResult(ActivityResultContracts.PickVisualMedia()) { uri ->
-        if (uri != null) loadPhoto(uri, deleteAfter = null)
+        if (uri != null) vm.loadPhoto(uri, deleteAfter = null)
     }
 
     override fun onCreate(savedInstanceState: Bundle?) {
         super.onCreate(savedInstanceState)
         setContentView(R.layout.activity_main)
-        val root = findViewById<android.view.View>(R.id.root)
+        val root = findViewById<View>(R.id.root)
         ViewCompat.setOnApplyWindowInsetsListener(root) { view, insets ->
             val bars = insets.getInsets(WindowInsetsCompat.Type.systemBars() or WindowInsetsCompat.Type.ime())
             view.setPadding(bars.left, bars.top, bars.right, bars.bottom)
             insets
         }
         photoView = findViewById(R.id.photo)
+        takePhotoButton = findViewById(R.id.takePhoto)
+        pickPhotoButton = findViewById(R.id.pickPhoto)
         ageField = findViewById(R.id.age)
         sexSpinner = findViewById(R.id.sex)
         siteSpinner = findViewById(R.id.site)
         classifyButton = findViewById(R.id.classify)
+        settingsButton = findViewById(R.id.settings)
+        benchmarkButton = findViewById(R.id.benchmark)
         resultText = findViewById(R.id.result)
         modelInfo = findViewById(R.id.modelInfo)
 
-        findViewById<Button>(R.id.takePhoto).setOnClickListener { takePhoto() }
-        findViewById<Button>(R.id.pickPhoto).setOnClickListener {
+        bindForm()
+        takePhotoButton.setOnClickListener { takePhoto() }
+        pickPhotoButton.setOnClickListener {
             pickImage.launch(PickVisualMediaRequest(ActivityResultContracts.PickVisualMedia.ImageOnly))
         }
-        classifyButton.setOnClickListener { classify() }
-        pendingPhoto = savedInstanceState?.getString(KEY_PENDING)?.let(Uri::parse)
-        loadModel()
-    }
+        classifyButton.setOnClickListener { vm.classify() }
+        settingsButton.setOnClickListener { showSettings() }
+        benchmarkButton.setOnClickListener { startActivity(Intent(this, BenchmarkActivity::class.java)) }
 
-    override fun onSaveInstanceState(outState: Bundle) {
-        super.onSaveInstanceState(outState)
-        pendingPhoto?.let { outState.putString(KEY_PENDING, it.toString()) }
-    }
-
-    override fun onDestroy() {
-        super.onDestroy()
-        worker.execute { classifier?.close() }
-        worker.shutdown()
-    }
-
-    /** Reads model_spec.json (fast, on the UI thread) and builds the interpreter in the background. */
-    private fun loadModel() {
-        val loaded = try {
-            ModelSpec.parse(assets.open(ModelSpec.SPEC_FILE).bufferedReader().use { it.readText() })
-        } catch (err: Exception) {
-            resultText.text = getString(R.string.app_name) + ": cannot read model_spec.json: ${err.message}"
-            return
-        }
-        spec = loaded
-        val encoder = loaded.encoder
-        if (encoder != null) {
-            fillSpinner(sexSpinner, encoder.sexes)
-            fillSpinner(siteSpinner, encoder.localizations)
-        } else {
-            ageField.isEnabled = false
-            sexSpinner.isEnabled = false
-            siteSpinner.isEnabled = false
-        }
-        resultText.text = getString(R.string.loading_model)
-        worker.execute {
-            val outcome = runCatching { SkinClassifier(assets, loaded) }
-            runOnUiThread {
-                outcome.onSuccess {
-                    classifier = it
-                    resultText.text = getString(R.string.no_photo)
-                    modelInfo.text = getString(
-                        R.string.model_info,
-                        loaded.modelFile.ifEmpty { SkinClassifier.MODEL_ASSET },
-                        loaded.imageSize,
-                        loaded.classes.joinToString(", ")
-                    )
-                    classifyButton.isEnabled = pixels != null
-                    if (pixels != null) classify()
-                }.onFailure { resultText.text = "Cannot load the model: ${it.message}" }
+        lifecycleScope.launch {
+            repeatOnLifecycle(Lifecycle.State.STARTED) {
+                vm.state.collect { render(it) }
             }
         }
     }
 
-    private fun fillSpinner(spinner: Spinner, values: List<String>) {
+    override fun onDestroy() {
+        settingsDialog?.dismiss() // not retained across rotation; avoids a leaked window
+        settingsDialog = null
+        super.onDestroy()
+    }
+
+    /** Fills the form from the ViewModel (the source of truth) and sends every edit back to it. */
+    private fun bindForm() {
+        val encoder = vm.bundle?.spec?.encoder
+        val form = vm.form
+        if (encoder == null) {
+            ageField.isEnabled = false
+            sexSpinner.isEnabled = false
+            siteSpinner.isEnabled = false
+            return
+        }
+        ageField.setText(form.ageText)
+        ageField.addTextChangedListener(object : TextWatcher {
+            override fun beforeTextChanged(s: CharSequence?, start: Int, count: Int, after: Int) {}
+            override fun onTextChanged(s: CharSequence?, start: Int, before: Int, count: Int) {}
+            override fun afterTextChanged(s: Editable?) {
+                vm.form = vm.form.copy(ageText = s?.toString() ?: "")
+            }
+        })
+        bindSpinner(sexSpinner, encoder.sexes, form.sex) { vm.form = vm.form.copy(sex = it) }
+        bindSpinner(siteSpinner, encoder.localizations, form.site) { vm.form = vm.form.copy(site = it) }
+    }
+
+    private fun bindSpinner(spinner: Spinner, values: List<String>, selected: String?, onChange: (String) -> Unit) {
         val adapter = ArrayAdapter(this, android.R.layout.simple_spinner_item, values)
         adapter.setDropDownViewResource(android.R.layout.simple_spinner_dropdown_item)
         spinner.adapter = adapter
-        val unknown = values.indexOf(MetadataEncoder.UNKNOWN)
-        if (unknown >= 0) spinner.setSelection(unknown)
+        val index = values.indexOf(selected ?: MetadataEncoder.UNKNOWN)
+        val fallback = values.indexOf(MetadataEncoder.UNKNOWN)
+        spinner.setSelection(if (index >= 0) index else maxOf(fallback, 0), false)
+        spinner.onItemSelectedListener = object : AdapterView.OnItemSelectedListener {
+            override fun onItemSelected(parent: AdapterView<*>?, view: View?, position: Int, id: Long) {
+                onChange(values[position])
+            }
+
+            override fun onNothingSelected(parent: AdapterView<*>?) {}
+        }
+    }
+
+    private fun render(s: ScreenState<Photos.Pixels>) {
+        val line = s.line()
+        resultText.text = when (line.kind) {
+            StatusLine.Kind.MODEL_FAILED, StatusLine.Kind.NOTICE, StatusLine.Kind.RESULT -> line.text
+            StatusLine.Kind.READING_PHOTO -> getString(R.string.reading_photo)
+            StatusLine.Kind.RUNNING -> getString(R.string.running)
+            StatusLine.Kind.LOADING_MODEL -> getString(R.string.loading_model)
+            StatusLine.Kind.NO_PHOTO -> getString(R.string.no_photo)
+            StatusLine.Kind.READY -> getString(R.string.ready_to_classify)
+        }
+        takePhotoButton.isEnabled = s.photoButtonsEnabled
+        pickPhotoButton.isEnabled = s.photoButtonsEnabled
+        classifyButton.isEnabled = s.classifyEnabled
+        val model = s.model
+        settingsButton.isEnabled = s.settingsEnabled && (model !is ModelState.Failed || model.fixableBySettings)
+        benchmarkButton.isEnabled = vm.bundle != null && s.settingsEnabled
+        modelInfo.text = if (model is ModelState.Ready) model.description else ""
+        ageField.error = if (s.noticeField == "age") s.notice else null
+        val photo = s.photo
+        if (photo !== shownPhoto) {
+            photoView.setImageBitmap(photo?.preview)
+            shownPhoto = photo
+        }
     }
 
     private fun photoFile(): File = File(File(cacheDir, "photos").apply { mkdirs() }, "photo.jpg")
 
     private fun takePhoto() {
         val uri = FileProvider.getUriForFile(this, "$packageName.fileprovider", photoFile())
-        pendingPhoto = uri
+        vm.pendingCameraUri = uri
         try {
             takePicture.launch(uri)
         } catch (err: ActivityNotFoundException) {
-            resultText.text = getString(R.string.no_camera)
+            vm.pendingCameraUri = null
+            vm.notice(getString(R.string.no_camera))
         }
     }
 
-    /** Decodes the photo in the background, shows it and classifies it. */
-    private fun loadPhoto(uri: Uri, deleteAfter: File?) {
-        resultText.text = getString(R.string.running)
-        worker.execute {
-            val outcome = runCatching { Photos.decode(contentResolver, uri) }
-            deleteAfter?.delete() // the camera's photo is not kept once decoded
-            runOnUiThread {
-                outcome.onSuccess {
-                    pixels = it
-                    photoView.setImageBitmap(it.preview)
-                    classifyButton.isEnabled = classifier != null
-                    classify()
-                }.onFailure { resultText.text = "Cannot read the photo: ${it.message}" }
+    /** Hardware (CPU or GPU) and CPU threads; applying them rebuilds the model. */
+    private fun showSettings() {
+        val view = layoutInflater.inflate(R.layout.dialog_settings, null)
+        val cpu = view.findViewById<RadioButton>(R.id.hardwareCpu)
+        val gpu = view.findViewById<RadioButton>(R.id.hardwareGpu)
+        val threads = view.findViewById<Spinner>(R.id.threads)
+        val choices = InferenceSettings.threadChoices(vm.cores)
+        val adapter = ArrayAdapter(this, android.R.layout.simple_spinner_item, choices.map { it.toString() })
+        adapter.setDropDownViewResource(android.R.layout.simple_spinner_dropdown_item)
+        threads.adapter = adapter
+        val current = vm.settings
+        if (current.hardware == Hardware.GPU) gpu.isChecked = true else cpu.isChecked = true
+        threads.setSelection(maxOf(0, choices.indexOf(current.threads)))
+        settingsDialog?.dismiss()
+        settingsDialog = AlertDialog.Builder(this)
+            .setTitle(R.string.settings_title)
+            .setView(view)
+            .setPositiveButton(R.string.settings_apply) { _, _ ->
+                try {
+                    val hardware = if (gpu.isChecked) Hardware.GPU.name else Hardware.CPU.name
+                    vm.applySettings(InferenceSettings.validated(hardware, choices[threads.selectedItemPosition], vm.cores))
+                } catch (err: IllegalArgumentException) {
+                    Toast.makeText(this, err.message, Toast.LENGTH_LONG).show()
+                }
             }
-        }
-    }
-
-    /** Encodes the form, converts the pixels and runs the model; shows the top 3 and the time. */
-    private fun classify() {
-        val photo = pixels ?: return
-        val model = classifier ?: run {
-            resultText.text = getString(R.string.loading_model) // classified once it is loaded
-            return
-        }
-        val spec = model.spec
-        val metadata = try {
-            spec.encoder?.encode(
-                MetadataEncoder.parseAge(ageField.text.toString()),
-                sexSpinner.selectedItem as String?,
-                siteSpinner.selectedItem as String?
-            )
-        } catch (err: MetadataException) {
-            ageField.error = if (err.field == "age") err.message else null
-            resultText.text = err.message
-            return
-        }
-        ageField.error = null
-        classifyButton.isEnabled = false
-        resultText.text = getString(R.string.running)
-        worker.execute {
-            val outcome = runCatching {
-                val image = ImagePreprocessor(spec.imageSize).toModelInput(photo.argb, photo.width, photo.height)
-                model.run(image, metadata)
-            }
-            runOnUiThread {
-                classifyButton.isEnabled = true
-                outcome.onSuccess { result ->
-                    val k = minOf(TOP_K, spec.classes.size)
-                    resultText.text = getString(R.string.result_title, k, spec.classes.size) + "\n" +
-                        TopK.format(spec, result.probs, k, result.inferenceMs)
-                }.onFailure { resultText.text = "The model failed: ${it.message}" }
-            }
-        }
-    }
-
-    private companion object {
-        const val TOP_K = 3
-        const val KEY_PENDING = "pendingPhoto"
+            .setNegativeButton(android.R.string.cancel, null)
+            .show()
     }
 }

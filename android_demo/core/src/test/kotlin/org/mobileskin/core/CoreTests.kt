@@ -6,14 +6,18 @@ import kotlin.system.exitProcess
 /**
  * Tests of the app's pure-Kotlin core against the golden cases Python writes
  * (`python -m mobile_skin.android_golden`), plus unit tests of the JSON reader, spec checks,
- * top-k and the result text.
+ * top-k and the result text; [appLogicTests] (AppLogicTests.kt) covers the app logic of issue 15.
  *
  * Tolerances: metadata vectors must match Python's float32 values exactly (bit for bit), and so
  * must the resized pixels ([PIXEL_TOLERANCE] 0, every value identical) and the EXIF-oriented
  * images; photo-sized resizes (up to 4032 x 3024) must give the same bytes (SHA-256). The
  * unrounded resize must be within [FLOAT_TOLERANCE] of TensorFlow's (stored to 4 decimals).
  *
- * Usage: `CoreTestsKt [GOLDEN_DIR]` (default `src/test/resources/golden`); exits 1 on a failure.
+ * [committedDeviceGoldenTests] (DeviceGoldenFileTests.kt) parses the instrumented test's committed
+ * golden.
+ *
+ * Usage: `CoreTestsKt [GOLDEN_DIR [DEVICE_GOLDEN_DIR]]` (defaults `src/test/resources/golden` and
+ * [DEVICE_GOLDEN_DIR]); exits 1 on a failure.
  */
 const val PIXEL_TOLERANCE = 0.0f
 const val MIN_EXACT_FRACTION = 1.0
@@ -29,6 +33,8 @@ fun main(args: Array<String>) {
     orientationTests(t, golden)
     productionTests(t, golden)
     topKTests(t, golden)
+    appLogicTests(t)
+    committedDeviceGoldenTests(t, File(if (args.size > 1) args[1] else DEVICE_GOLDEN_DIR))
     exitProcess(t.finish())
 }
 
