@@ -70,15 +70,14 @@ def render(runs: list[dict], title: str, figure: str | None = None) -> str:
         present = [r for r in runs if split in r["splits"]]
         if not present:
             continue
-        n = present[0]["splits"][split]["n"]
         lines += [
             "",
-            f"## {'Test' if split == 'test' else 'Validation'} split ({n} images)",
+            f"## {'Test' if split == 'test' else 'Validation'} split",
             "",
-            "| run | accuracy | balanced acc. | macro F1 | macro AUC | "
+            "| run | images | accuracy | balanced acc. | macro F1 | macro AUC | "
             + " | ".join(f"bal. acc., {c}" for c in CONDITIONS)
             + " | all masked - as given |",
-            "|" + " --- |" * (6 + len(CONDITIONS)),
+            "|" + " --- |" * (7 + len(CONDITIONS)),
         ]
         for r in present:
             m = r["splits"][split]
@@ -90,7 +89,7 @@ def render(runs: list[dict], title: str, figure: str | None = None) -> str:
                 else ""
             )
             lines.append(
-                f"| {r['name']} | {_f(m['accuracy'])} | {_f(m['balanced_accuracy'])} | "
+                f"| {r['name']} | {m['n']} | {_f(m['accuracy'])} | {_f(m['balanced_accuracy'])} | "
                 f"{_f(m['macro_f1'])} | {_f(m['macro_auc'])} | " + " | ".join(cells) + f" | {gap} |"
             )
     if figure:
