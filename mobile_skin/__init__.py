@@ -17,6 +17,53 @@ if "tensorflow" in sys.modules and os.environ.get("TF_USE_LEGACY_KERAS") != "1":
         stacklevel=2,
     )
 os.environ["TF_USE_LEGACY_KERAS"] = "1"
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+#: ``MOBILE_SKIN_VERBOSE=1`` shows TensorFlow's start-up log (oneDNN, CUDA probing, cuInit), which
+#: otherwise appears on every command of a machine without a GPU and says nothing a user can act on.
+VERBOSE = os.environ.get("MOBILE_SKIN_VERBOSE", "") not in ("", "0")
+
+
+def _quiet_tensorflow_import() -> None:
+    """Hide the C++ log lines TensorFlow writes to file descriptor 2 while it is imported (they
+    bypass ``TF_CPP_MIN_LOG_LEVEL``): wrap the first ``import tensorflow`` so that only its module
+    execution runs with stderr on /dev/null. Python errors of a failed import still surface: the
+    exception propagates after stderr is restored."""
+    import importlib.abc
+    import importlib.util
+
+    class _Finder(importlib.abc.MetaPathFinder):
+        def find_spec(self, name, path=None, target=None):
+            if name != "tensorflow":
+                return None
+            sys.meta_path.remove(self)
+            spec = importlib.util.find_spec(name)
+            if spec is None or spec.loader is None:
+                return spec
+            execute = spec.loader.exec_module
+
+            def exec_module(module):
+                sys.stderr.flush()
+                saved = os.dup(2)
+                devnull = os.open(os.devnull, os.O_WRONLY)
+                try:
+                    os.dup2(devnull, 2)
+                    execute(module)
+                finally:
+                    os.dup2(saved, 2)
+                    os.close(saved)
+                    os.close(devnull)
+
+            spec.loader.exec_module = exec_module
+            return spec
+
+    sys.meta_path.insert(0, _Finder())
+
+
+if VERBOSE:
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "0")
+else:
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    if "tensorflow" not in sys.modules:
+        _quiet_tensorflow_import()
 
 __version__ = "0.1.0"

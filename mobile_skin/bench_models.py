@@ -163,9 +163,15 @@ def count_flops(model, spec: ModelSpec) -> int:
         .with_empty_output()
         .build()
     )
-    with tf.Graph().as_default() as graph, contextlib.redirect_stderr(io.StringIO()):
-        tf.graph_util.import_graph_def(graph_def, name="")
-        return int(profiler.profile(graph=graph, cmd="op", options=options).total_float_ops)
+    logger = tf.get_logger()  # the TF1 profiler logs deprecation warnings through it
+    level = logger.level
+    logger.setLevel("ERROR")
+    try:
+        with tf.Graph().as_default() as graph, contextlib.redirect_stderr(io.StringIO()):
+            tf.graph_util.import_graph_def(graph_def, name="")
+            return int(profiler.profile(graph=graph, cmd="op", options=options).total_float_ops)
+    finally:
+        logger.setLevel(level)
 
 
 def model_spec(size: int, encoding: MetadataEncoding | None, backbone: str) -> ModelSpec:
