@@ -366,7 +366,11 @@ def main(argv: list[str] | None = None) -> int:
         print(f"files ready in {settings.cache_dir}")
     failed = [r for r in rows if r.status != OK]
     if failed:
+        names = ", ".join(sorted({f"{r.model} {r.runtime}" for r in failed}))
         print(
-            f"warning: {len(failed)} of {len(rows)} rows failed (see their status)", file=sys.stderr
+            f"error: {len(failed)} of {len(rows)} rows failed ({names}); the tables above hold "
+            "every row, with its status",
+            file=sys.stderr,
         )
+        return 1
     return 0
