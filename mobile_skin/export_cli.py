@@ -1,7 +1,20 @@
-"""The command-line arguments ``export/to_tflite.py`` and ``export/to_onnx.py`` share.
+"""The export commands: ``python export/to_tflite.py`` (:func:`tflite_main`) and
+``python export/to_onnx.py`` (:func:`onnx_main`), also ``mobile-skin export tflite|onnx``.
 
-Kept apart from :mod:`mobile_skin.export` so the scripts parse (and ``--help`` answers) without
-loading TensorFlow.
+Argument parsing only, kept apart from :mod:`mobile_skin.export` so the commands parse (and
+``--help`` answers) without loading TensorFlow; the work is
+:func:`mobile_skin.export.export_and_verify`. Exit status: 0 passed (or not verified), 1 failed the
+parity gate, 2 bad input.
+
+``export/to_tflite.py [RUN_DIR] [--fp32|--fp16|--dynamic|--int8 [--qat-epochs N] [--qat-lr LR]]
+[--calibration-samples N] [--no-verify] [--data DIR]``: ``--int8`` fine-tunes the int8 graph
+quantization-aware first (8 epochs by default, about half an hour on 2 CPU cores;
+``--qat-epochs 0`` takes a few minutes); ``--qat`` is another name for it. Writes
+``RUN_DIR/export/tflite_<mode>/model.tflite`` with ``model_spec.json`` and ``labels.txt``, and the
+parity row in ``RUN_DIR/export/parity.md``.
+
+``export/to_onnx.py [RUN_DIR] [--opset N] [--int8] [--calibration-samples N] [--no-verify]``:
+``RUN_DIR/export/onnx_<fp32|int8>/model.onnx`` likewise.
 """
 
 from __future__ import annotations
@@ -9,6 +22,15 @@ from __future__ import annotations
 import argparse
 
 from mobile_skin.calibration import DEFAULT_SAMPLES
+from mobile_skin.config import QAT_EPOCHS, QAT_LEARNING_RATE
+from mobile_skin.errors import UserError, cli
+
+TFLITE_DESCRIPTION = (
+    "Convert a training run's model to TFLite and gate it on accuracy parity with Keras."
+)
+ONNX_DESCRIPTION = (
+    "Convert a training run's model to ONNX (optionally int8) and gate it on parity with Keras."
+)
 
 
 def add_shared_arguments(parser: argparse.ArgumentParser) -> None:
@@ -28,3 +50,89 @@ def add_shared_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--data", help="read the images from here instead of the run's data directory"
     )
+
+
+def parse_tflite_args(argv: list[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(prog="python export/to_tflite.py", description=TFLITE_DESCRIPTION)
+    add_shared_arguments(p)
+    mode = p.add_mutually_exclusive_group()
+    for name, text in (
+        ("fp32", "float32, no optimisation (default)"),
+        ("fp16", "float16 weights"),
+        ("dynamic", "dynamic-range quantization (int8 weights)"),
+        ("int8", "full integer, quantization-aware (see --qat-epochs); float32 input/output"),
+    ):
+        mode.add_argument(f"--{name}", dest="mode", action="store_const", const=name, help=text)
+    p.add_argument("--qat", action="store_true", help="the same as --int8 (kept for old scripts)")
+    p.add_argument(
+        "--qat-epochs",
+        type=int,
+        metavar="N",
+        help=f"with --int8: fine-tuning epochs (default {QAT_EPOCHS}; 0: calibrated ranges only)",
+    )
+    p.add_argument(
+        "--qat-lr",
+        type=float,
+        metavar="LR",
+        help=f"with --int8: Adam learning rate (default {QAT_LEARNING_RATE:g})",
+    )
+    args = p.parse_args(argv)
+    if args.qat and args.mode not in (None, "int8"):
+        raise UserError(f"--qat converts to int8; it cannot be combined with --{args.mode}")
+    if args.qat:
+        args.mode = "int8"
+    return args
+
+
+@cli
+def tflite_main(argv: list[str] | None = None) -> int:
+    args = parse_tflite_args(argv)
+    from mobile_skin.export import export_and_verify
+    from mobile_skin.parity import exit_status
+
+    fmt = f"tflite_{args.mode or 'fp32'}"
+    row = export_and_verify(
+        args.run,
+        fmt,
+        calibration_samples=args.calibration_samples,
+        verify=not args.no_verify,
+        data_dir=args.data,
+        qat_epochs=args.qat_epochs,
+        qat_learning_rate=args.qat_lr,
+    )
+    return exit_status(row)
+
+
+def parse_onnx_args(argv: list[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(prog="python export/to_onnx.py", description=ONNX_DESCRIPTION)
+    add_shared_arguments(p)
+    p.add_argument(
+        "--opset",
+        type=int,
+        help="ONNX opset (default: the exporter's; checked against what the installed tf2onnx "
+        "writes before converting)",
+    )
+    p.add_argument(
+        "--int8",
+        action="store_true",
+        help="static int8 quantization (QDQ: uint8 activations with least-squares ranges, int8 "
+        "per-channel weights, float head with its logit shift corrected)",
+    )
+    return p.parse_args(argv)
+
+
+@cli
+def onnx_main(argv: list[str] | None = None) -> int:
+    args = parse_onnx_args(argv)
+    from mobile_skin.export import export_and_verify
+    from mobile_skin.parity import exit_status
+
+    row = export_and_verify(
+        args.run,
+        "onnx_int8" if args.int8 else "onnx_fp32",
+        opset=args.opset,
+        calibration_samples=args.calibration_samples,
+        verify=not args.no_verify,
+        data_dir=args.data,
+    )
+    return exit_status(row)

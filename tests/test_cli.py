@@ -1,0 +1,54 @@
+"""``mobile-skin``: one name for every command, the same functions as the long spellings."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from mobile_skin import cli
+
+
+def test_usage_lists_every_command_by_stage(capsys):
+    assert cli.main(["--help"]) == 0
+    out = capsys.readouterr().out
+    for stage, group in cli.COMMANDS.items():
+        assert f"{stage}:" in out
+        for name, command in group.items():
+            assert f"  {name} " in out and command.long_form in out
+    assert cli.main([]) == 2  # no command: the list, and a usage exit
+
+
+def test_every_command_resolves_to_a_function():
+    import importlib
+
+    for group in cli.COMMANDS.values():
+        for command in group.values():
+            assert callable(getattr(importlib.import_module(command.module), command.function))
+
+
+def test_unknown_command_is_one_line_and_exit_2(capsys):
+    assert cli.main(["trian", "--data", "x"]) == 2
+    assert cli.main(["export", "tflight"]) == 2
+    err = capsys.readouterr().err.splitlines()
+    assert err[0] == "error: unknown command 'trian'"
+    assert "error: unknown command 'export tflight'" in err
+
+
+def test_commands_pass_their_arguments_through(tmp_path, capsys):
+    with pytest.raises(SystemExit) as stop:  # the command's own --help, and its exit
+        cli.main(["export", "tflite", "--help"])
+    assert stop.value.code == 0 and "--qat-epochs" in capsys.readouterr().out
+    with pytest.raises(SystemExit) as stop:  # the command's own one-line error
+        cli.main(["compare", str(tmp_path / "none"), "--out", str(tmp_path / "x.md")])
+    assert stop.value.code == 2
+    assert capsys.readouterr().err.startswith(f"error: {tmp_path / 'none'}: not a finished")
+
+
+def test_console_script_is_installed():
+    script = Path(sys.executable).parent / "mobile-skin"
+    assert script.is_file(), "pip install -e . installs the mobile-skin entry point"
+    done = subprocess.run([str(script), "--help"], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0 and "export tflite" in done.stdout and done.stderr == ""
