@@ -33,7 +33,7 @@ from mobile_skin.bench_models import (
     Log,
     count_flops,
 )
-from mobile_skin.fileio import write_json
+from mobile_skin.fileio import sha256_file, write_json
 
 #: What each kind of file depends on: ``module`` (its whole source) or ``module.function``.
 _COMMON = ("model", "soft_attention", "spec", "encoding")
@@ -73,11 +73,7 @@ def code_version(names: tuple[str, ...]) -> str:
 
 def file_digest(path: Path) -> str:
     """SHA-256 of a file's bytes (first 16 hex digits)."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()[:16]
+    return sha256_file(path)[:16]
 
 
 def library_versions() -> dict[str, str]:

@@ -36,7 +36,6 @@ built from another run fails the test with a message saying so, until this is ru
 from __future__ import annotations
 
 import argparse
-import hashlib
 import io
 import sys
 from dataclasses import dataclass
@@ -46,7 +45,7 @@ import numpy as np
 
 from mobile_skin.android_golden import dumps, pattern_image
 from mobile_skin.errors import UserError, cli
-from mobile_skin.fileio import write_bytes, write_text
+from mobile_skin.fileio import sha256_file, write_bytes, write_text
 from mobile_skin.parity import FAIL, PARITY_JSON, PASS, load_rows
 from mobile_skin.run import RunPaths, resolve_run
 from mobile_skin.spec import IMAGE_INPUT, METADATA_INPUT, ModelSpec
@@ -135,15 +134,6 @@ def png_bytes(rgb: np.ndarray) -> bytes:
     buffer = io.BytesIO()
     Image.fromarray(rgb, mode="RGB").save(buffer, format="PNG", compress_level=9)
     return buffer.getvalue()
-
-
-def sha256_file(path: Path) -> str:
-    """Lower-case hex SHA-256 of a file."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def tflite_exports(paths: RunPaths) -> list[tuple[str, str, Path]]:

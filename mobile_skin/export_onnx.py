@@ -195,11 +195,10 @@ def quantize_onnx(
             }
         quantize_static(str(pre_path), str(out_path), SampleReader(samples, names), **options)
         if logit_correction:
-            quantized = onnx.load(str(out_path))
-            reference = lc.predictions(_session_predict(fp32_path), samples)
-            shift = lc.logit_shift(reference, lc.predictions(_session_predict(out_path), samples))
-            if lc.correct_onnx(quantized, shift):
-                onnx.save(quantized, str(out_path))
+            reference = lc.predictions(lc.onnx_predict(fp32_path), samples)
+            corrected, _ = lc.correct_onnx_on_samples(out_path, reference, samples)
+            if corrected is not None:
+                onnx.save(corrected, str(out_path))
     return Path(out_path)
 
 
@@ -222,17 +221,6 @@ def activation_tensors(model) -> list[str]:
     inits = {i.name for i in model.graph.initializer}
     return [n.input[0] for n in model.graph.node
             if n.op_type == "QuantizeLinear" and n.input[0] not in inits]  # fmt: skip
-
-
-def _session_predict(path: Path):
-    """A function running the ONNX file at ``path`` on one sample dict (named inputs)."""
-    import onnxruntime as ort
-
-    options = ort.SessionOptions()
-    options.log_severity_level = 3
-    session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
-    names = [i.name for i in session.get_inputs()]
-    return lambda sample: session.run(["probs"], {k: sample[k] for k in names})[0]
 
 
 def quantization_error(centers, counts, low: float, high: float, levels: int = 255) -> float:

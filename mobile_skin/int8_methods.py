@@ -353,10 +353,7 @@ def onnx_with_logit_correction(ctx: Context, base: str) -> bytes:
     samples, as :func:`mobile_skin.export_onnx.quantize_onnx` does."""
     import tempfile
 
-    import onnx
-
     from mobile_skin import logit_correction as lc
-    from mobile_skin.export_onnx import _session_predict
 
     path = ctx.out_dir / f"{base}.onnx"
     content = path.read_bytes() if path.is_file() else METHODS[base][0](ctx)
@@ -365,11 +362,12 @@ def onnx_with_logit_correction(ctx: Context, base: str) -> bytes:
         fp32.write_bytes(onnx_float(ctx))
         quantized.write_bytes(content)
         if "onnx_calib_reference" not in ctx.cache:
-            ctx.cache["onnx_calib_reference"] = lc.predictions(_session_predict(fp32), ctx.samples)
-        result = lc.predictions(_session_predict(quantized), ctx.samples)
-    shift = lc.logit_shift(ctx.cache["onnx_calib_reference"], result)
-    model = onnx.load_from_string(content)
-    if not lc.correct_onnx(model, shift):
+            reference = lc.predictions(lc.onnx_predict(fp32), ctx.samples)
+            ctx.cache["onnx_calib_reference"] = reference
+        model, shift = lc.correct_onnx_on_samples(
+            quantized, ctx.cache["onnx_calib_reference"], ctx.samples
+        )
+    if model is None:
         raise UserError(f"{base}: no float head bias feeding 'probs' to correct")
     ctx.log(f"{base}_lbc: logit shift {np.round(shift, 3).tolist()}")
     return model.SerializeToString()

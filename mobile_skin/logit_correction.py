@@ -47,6 +47,28 @@ def tflite_predict(content: bytes, threads: int | None = None) -> Predict:
     return lambda sample: runner(**sample)["probs"]
 
 
+def onnx_predict(path) -> Predict:
+    """A function running the ONNX file at ``path`` on one sample dict (named inputs)."""
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.log_severity_level = 3
+    session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+    names = [i.name for i in session.get_inputs()]
+    return lambda sample: session.run(["probs"], {k: sample[k] for k in names})[0]
+
+
+def correct_onnx_on_samples(path, reference: np.ndarray, samples: Sequence[dict[str, np.ndarray]]):
+    """The ONNX file at ``path`` loaded, with its head corrected for the mean logit shift against
+    ``reference`` (the float model's probabilities on ``samples``), or None when it has no float
+    head bias to correct; also returns the shift."""
+    import onnx
+
+    shift = logit_shift(reference, predictions(onnx_predict(path), samples))
+    model = onnx.load(str(path))
+    return (model if correct_onnx(model, shift) else None), shift
+
+
 def correct_tflite_on_samples(
     content: bytes, reference: np.ndarray, samples: Sequence[dict[str, np.ndarray]]
 ) -> tuple[bytes, np.ndarray]:
