@@ -5,6 +5,7 @@ Importing the package sets ``TF_USE_LEGACY_KERAS=1`` before TensorFlow is import
 (``tf_keras``). This is the only place the project sets it; every module imports ``tf_keras``.
 """
 
+import contextlib
 import os
 import sys
 
@@ -21,6 +22,26 @@ os.environ["TF_USE_LEGACY_KERAS"] = "1"
 #: ``MOBILE_SKIN_VERBOSE=1`` shows TensorFlow's start-up log (oneDNN, CUDA probing, cuInit), which
 #: otherwise appears on every command of a machine without a GPU and says nothing a user can act on.
 VERBOSE = os.environ.get("MOBILE_SKIN_VERBOSE", "") not in ("", "0")
+
+
+@contextlib.contextmanager
+def quiet_native_stderr():
+    """Within the block, file descriptor 2 goes to /dev/null (unless ``MOBILE_SKIN_VERBOSE=1``):
+    for C++ libraries' log lines, which bypass Python's ``sys.stderr``. Python exceptions raised in
+    the block still propagate, after stderr is restored."""
+    if VERBOSE:
+        yield
+        return
+    sys.stderr.flush()
+    saved = os.dup(2)
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(devnull, 2)
+        yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+        os.close(devnull)
 
 
 def _quiet_tensorflow_import() -> None:
@@ -42,16 +63,8 @@ def _quiet_tensorflow_import() -> None:
             execute = spec.loader.exec_module
 
             def exec_module(module):
-                sys.stderr.flush()
-                saved = os.dup(2)
-                devnull = os.open(os.devnull, os.O_WRONLY)
-                try:
-                    os.dup2(devnull, 2)
+                with quiet_native_stderr():
                     execute(module)
-                finally:
-                    os.dup2(saved, 2)
-                    os.close(saved)
-                    os.close(devnull)
 
             spec.loader.exec_module = exec_module
             return spec

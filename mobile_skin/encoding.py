@@ -25,11 +25,14 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
-import pandas as pd
 
 from mobile_skin.errors import UserError
+
+if TYPE_CHECKING:  # pandas is not needed to run an exported file (requirements-runtime.txt)
+    import pandas as pd
 
 #: Diagnosis codes in model output order.
 CLASSES: tuple[str, ...] = ("akiec", "bcc", "bkl", "df", "mel", "nv", "vasc")
@@ -152,6 +155,8 @@ class MetadataEncoding:
         cls, ages: Sequence[float] | pd.Series, *, age_missing_indicator: bool = True
     ) -> MetadataEncoding:
         """The default encoding; unknown ages map to the mean of ``ages`` (training split)."""
+        import pandas as pd
+
         known = pd.Series(ages, dtype="float64").dropna()
         mean = float(known.mean()) if len(known) else 50.0
         return cls(

@@ -22,12 +22,15 @@ import abc
 import os
 from collections.abc import Mapping
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
-import pandas as pd
 
 from mobile_skin.errors import UserError
 from mobile_skin.spec import IMAGE_INPUT, METADATA_INPUT, OUTPUT, ModelSpec
+
+if TYPE_CHECKING:  # only the frame helpers take pandas tables; exported files run without it
+    import pandas as pd
 
 #: Model file suffix -> runtime kind.
 KINDS = {".keras": "keras", ".tflite": "tflite", ".onnx": "onnx"}
@@ -131,8 +134,12 @@ class TFLiteRuntime(Runtime):
         super().__init__(path, threads)
         from ai_edge_litert.interpreter import Interpreter
 
+        from mobile_skin import quiet_native_stderr
+
         try:
-            self.interpreter = Interpreter(model_path=str(path), num_threads=threads)
+            with quiet_native_stderr():  # "INFO: Created TensorFlow Lite XNNPACK delegate for CPU."
+                self.interpreter = Interpreter(model_path=str(path), num_threads=threads)
+                self.interpreter.allocate_tensors()
             signatures = self.interpreter.get_signature_list()
         except (ValueError, RuntimeError) as err:
             raise UserError(f"{path}: not a valid TFLite model ({_first_line(err)})") from None

@@ -187,17 +187,46 @@ def test_exif_orientation_is_applied(model_files, images, tmp_path):
     np.testing.assert_allclose(a, b, atol=0.1)
 
 
-def test_tflite_prediction_does_not_load_tensorflow(model_files, images, tmp_path):
+#: What a machine that only runs exported files lacks (requirements-runtime.txt installs none).
+HEAVY = ("tensorflow", "tf_keras", "tensorflow_model_optimization", "tf2onnx", "pandas",
+         "sklearn", "scipy", "matplotlib")  # fmt: skip
+
+
+@pytest.mark.parametrize("kind", ["tflite", "onnx"])
+def test_exported_prediction_runs_without_tensorflow_or_pandas(model_files, images, kind):
+    """With every training-side package made unimportable, predict still runs an exported file:
+    what ``pip install -r requirements-runtime.txt && pip install --no-deps .`` gives."""
     import subprocess
     import sys
 
     code = (
         "import sys\n"
+        f"for name in {HEAVY!r}:\n"
+        "    sys.modules[name] = None  # import raises ImportError\n"
         "from mobile_skin import predict\n"
-        f"code = predict.main([{images[0]!r}, '--model', {str(model_files['tflite'])!r}])\n"
-        "assert 'tensorflow' not in sys.modules, 'TensorFlow was imported'\n"
-        "sys.exit(code)\n"
+        f"sys.exit(predict.main([{images[0]!r}, '--model', {str(model_files[kind])!r}]))\n"
     )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr[-2000:]
     assert done.stdout.startswith(images[0])
+    assert "XNNPACK" not in done.stderr  # LiteRT's INFO line stays hidden
+
+
+def test_runtime_requirements_are_project_dependencies():
+    """requirements-runtime.txt lists a subset of pyproject's dependencies, with no TensorFlow."""
+    import re
+    from importlib.metadata import requires
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    deps = [r for r in requires("mobile_skin") or [] if "extra ==" not in r]
+
+    def name(req: str) -> str:
+        return re.split(r"[<>=\[; ]", req.strip(), maxsplit=1)[0].lower()
+
+    runtime = [
+        line for line in (root / "requirements-runtime.txt").read_text().splitlines()
+        if line.strip() and not line.startswith("#")
+    ]  # fmt: skip
+    assert runtime and {name(r) for r in runtime} <= {name(d) for d in deps}
+    assert not any(name(r).startswith(("tensorflow", "tf-", "pandas")) for r in runtime)
