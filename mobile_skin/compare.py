@@ -8,6 +8,7 @@ page with
 - per split: accuracy, balanced accuracy, macro F1, macro AUC, and balanced accuracy with the
   metadata as given, each field set to unknown and all three unknown (the robustness table of
   :mod:`mobile_skin.robustness`);
+- per split, each class's sensitivity per run (the class counts of the first run in brackets);
 - a figure: balanced accuracy with full metadata against all metadata unknown, per run.
 
 Used for the metadata-dropout sweep and the paper's ablations (reports/).
@@ -92,9 +93,36 @@ def render(runs: list[dict], title: str, figure: str | None = None) -> str:
                 f"| {r['name']} | {m['n']} | {_f(m['accuracy'])} | {_f(m['balanced_accuracy'])} | "
                 f"{_f(m['macro_f1'])} | {_f(m['macro_auc'])} | " + " | ".join(cells) + f" | {gap} |"
             )
+    lines += _sensitivity_tables(runs)
     if figure:
         lines += ["", f"![balanced accuracy with and without metadata]({figure})"]
     return "\n".join(lines) + "\n"
+
+
+def _sensitivity_tables(runs: list[dict]) -> list[str]:
+    """Per split, each class's sensitivity (recall) per run: where class weights act."""
+    lines: list[str] = []
+    for split in ("test", "val"):
+        present = [r for r in runs if "per_class" in r["splits"].get(split, {})]
+        if not present:
+            continue
+        classes = [row["class"] for row in present[0]["splits"][split]["per_class"]]
+        support = [row["support"] for row in present[0]["splits"][split]["per_class"]]
+        lines += [
+            "",
+            f"## Sensitivity per class, {'test' if split == 'test' else 'validation'} split",
+            "",
+            "| run | "
+            + " | ".join(f"{c} ({n})" for c, n in zip(classes, support, strict=True))
+            + " |",
+            "|" + " --- |" * (1 + len(classes)),
+        ]
+        for r in present:
+            by_class = {row["class"]: row["sensitivity"] for row in r["splits"][split]["per_class"]}
+            lines.append(
+                f"| {r['name']} | " + " | ".join(_f(by_class.get(c)) for c in classes) + " |"
+            )
+    return lines
 
 
 def plot(runs: list[dict], path: Path) -> None:

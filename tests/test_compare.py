@@ -20,8 +20,13 @@ def fake_run(root, name, dropout, full, blind, *, val=True, metadata=True):
     robust = {c: {"balanced_accuracy": full, "accuracy": 0.5, "recall": [0.5] * 7}
               for c in compare.CONDITIONS}  # fmt: skip
     robust["all masked"]["balanced_accuracy"] = blind
+    per_class = [
+        {"class": c, "support": 10 + i, "sensitivity": full if c == "mel" else 0.5}
+        for i, c in enumerate(("akiec", "bcc", "bkl", "df", "mel", "nv", "vasc"))
+    ]
     metrics = {"n": 100, "accuracy": 0.7, "balanced_accuracy": full, "macro_f1": 0.5,
-               "macro_auc": 0.9, "metadata_robustness": robust if metadata else {}}  # fmt: skip
+               "macro_auc": 0.9, "metadata_robustness": robust if metadata else {},
+               "per_class": per_class}  # fmt: skip
     (run / "metrics.json").write_text(json.dumps(metrics))
     if val:
         (run / "metrics_val.json").write_text(json.dumps({**metrics, "n": 90}))
@@ -42,6 +47,9 @@ def test_page_lists_every_run_and_the_masked_gap(tmp_path, capsys):
     assert page.rstrip().count("| -22.0 |") == 2
     assert "| md050 | 100 | 0.700 | 0.610 |" in page and "| -2.0 |" in page
     assert "metadata dropout 0.5" in page and "no metadata" in page
+    # Per-class sensitivity, with the class counts: where class weights act.
+    assert "## Sensitivity per class, test split" in page and "| mel (14) |" in page
+    assert "| nometa | 0.500 | 0.500 | 0.500 | 0.500 | 0.550 | 0.500 | 0.500 |" in page
 
 
 def test_an_unfinished_run_is_one_line(tmp_path):
