@@ -100,6 +100,8 @@ class TrainConfig:
         learning_rate: Adam's initial learning rate.
         adam_epsilon: Adam's epsilon (the paper uses 0.1).
         class_weights: weight the cross-entropy by N / (C * N_c) of the training split.
+        calibrate: after training, fit a temperature on the validation split and fold it into
+            the model's softmax layer (:mod:`mobile_skin.calibration_temperature`).
         monitor: the validation quantity that selects the best model and drives early stopping
             and the learning-rate schedule: ``val_accuracy`` (paper) or ``val_balanced_accuracy``.
         patience: EarlyStopping patience in epochs.
@@ -111,8 +113,10 @@ class TrainConfig:
         steps_per_epoch: cap on training steps per epoch (smoke runs); None = whole split.
         mixed_precision: float16 compute with float32 variables and a float32 softmax output.
         xla: jit-compile the training step.
-        strategy: ``auto`` (one device, the GPU if present) or ``mirrored`` (all local GPUs,
-            or the CPU when there is none, through tf.distribute.MirroredStrategy).
+        strategy: ``auto`` (one device, the GPU if present), ``mirrored`` (all local GPUs,
+            or the CPU when there is none, through tf.distribute.MirroredStrategy) or
+            ``multi_worker`` (several machines, each told its place by ``TF_CONFIG``, through
+            tf.distribute.MultiWorkerMirroredStrategy; :mod:`mobile_skin.multi_worker`).
     """
 
     epochs: int = 100
@@ -120,6 +124,7 @@ class TrainConfig:
     learning_rate: float = 1e-3
     adam_epsilon: float = 0.1
     class_weights: bool = True
+    calibrate: bool = True
     monitor: str = "val_accuracy"
     patience: int = 25
     lr_schedule: str = "plateau"
@@ -134,6 +139,8 @@ class TrainConfig:
 
 #: What runs made before these data settings existed did: no metadata dropout, no indicator.
 LEGACY_DATA = {"metadata_dropout": 0.0, "age_missing_indicator": False}
+#: ... and before calibration existed: raw softmax.
+LEGACY_TRAIN = {"calibrate": False}
 
 
 @dataclass
@@ -157,13 +164,14 @@ class RunConfig:
         """Inverse of :meth:`to_dict`; unknown keys are an error.
 
         Keys a config from an older version lacks take the value that version behaved as
-        (:data:`LEGACY_DATA`), not today's default, so an old run resumes as it started.
+        (:data:`LEGACY_DATA`, :data:`LEGACY_TRAIN`), not today's default, so an old run resumes
+        as it started.
         """
         try:
             return cls(
                 data=DataConfig(**{**LEGACY_DATA, **d.get("data", {})}),
                 model=ModelConfig(**d.get("model", {})),
-                train=TrainConfig(**d.get("train", {})),
+                train=TrainConfig(**{**LEGACY_TRAIN, **d.get("train", {})}),
                 preset=d.get("preset", "default"),
                 command=d.get("command", ""),
                 notes=list(d.get("notes", [])),

@@ -37,6 +37,8 @@ class ModelSpec:
         quantization: export details (mode, per-tensor scales), filled by the exporter.
         parity: the export's verdict from the parity gate (status and per-split agreement),
             filled by the exporter; empty for a trained model.
+        calibration: the temperature folded into the model's last layer and its fit
+            (:mod:`mobile_skin.calibration_temperature`); empty when ``probs`` is raw softmax.
     """
 
     image_size: int
@@ -47,6 +49,7 @@ class ModelSpec:
     model_file: str = ""
     quantization: dict = field(default_factory=dict)
     parity: dict = field(default_factory=dict)
+    calibration: dict = field(default_factory=dict)
 
     @property
     def input_names(self) -> list[str]:
@@ -83,6 +86,7 @@ class ModelSpec:
             "outputs": {OUTPUT: {"shape": [-1, len(self.classes)], "dtype": "float32"}},
             "quantization": self.quantization,
             "parity": self.parity,
+            "calibration": self.calibration,
         }
 
     @classmethod
@@ -98,6 +102,7 @@ class ModelSpec:
             model_file=d.get("model_file", ""),
             quantization=d.get("quantization", {}),
             parity=d.get("parity", {}),
+            calibration=d.get("calibration", {}),
         )
 
     def save(self, directory: str | Path) -> Path:

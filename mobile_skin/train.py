@@ -16,11 +16,12 @@ import sys
 import time
 from dataclasses import replace
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import tf_keras
 
 import mobile_skin  # noqa: F401  (sets TF_USE_LEGACY_KERAS before TensorFlow loads)
-from mobile_skin import accel
+from mobile_skin import accel, multi_worker
 from mobile_skin.callbacks import BestModel, ResumeState, ValidationMetrics
 from mobile_skin.config import DEFAULT_METADATA_DROPOUT, RunConfig, preset
 from mobile_skin.data import load_ham10000
@@ -39,6 +40,9 @@ from mobile_skin.splits import (
     split_table,
     subset,
 )
+
+if TYPE_CHECKING:
+    import tensorflow as tf
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -86,6 +90,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--no-class-weights", action="store_true", help="plain (unweighted) cross-entropy"
     )
     p.add_argument(
+        "--no-calibration",
+        action="store_true",
+        help="keep raw softmax (default: fit a temperature on the validation split after "
+        "training and fold it into the model)",
+    )
+    p.add_argument(
         "--split", help="grouped (default: by lesion_id) | paper (image-level 90/10; leaks)"
     )
     p.add_argument("--seed", type=int, help="split, shuffle and augmentation seed (default 42)")
@@ -124,7 +134,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     p.add_argument("--xla", action="store_true", help="jit-compile the training step")
     p.add_argument(
-        "--strategy", help="auto (default) | mirrored (all local GPUs via tf.distribute)"
+        "--strategy",
+        help="auto (default) | mirrored (all local GPUs via tf.distribute) | multi_worker "
+        "(several machines, each with its TF_CONFIG; docs/distributed.md)",
     )
     p.add_argument("--out", help="run directory (default: runs/<backbone>_<time>)")
     p.add_argument(
@@ -159,6 +171,7 @@ def resolve_config(args: argparse.Namespace) -> RunConfig:
         cfg.data.data_dir = str(Path(args.data))
     cfg.model.use_metadata = not args.no_metadata
     cfg.train.class_weights = not args.no_class_weights
+    cfg.train.calibrate = not args.no_calibration
     cfg.data.skip_bad_images = args.skip_bad_images
     if args.drop_missing_age or args.keep_missing_age:
         cfg.data.drop_missing_age = args.drop_missing_age
@@ -191,11 +204,13 @@ def _validate(cfg: RunConfig) -> None:
         (0.0 <= cfg.data.metadata_dropout <= 1.0,
          f"--metadata-dropout {cfg.data.metadata_dropout:g} is outside 0..1"),
         (cfg.train.strategy in accel.STRATEGIES,
-         f"unknown --strategy {cfg.train.strategy!r}; choose from auto, mirrored"),
+         f"unknown --strategy {cfg.train.strategy!r}; choose from {', '.join(accel.STRATEGIES)}"),
     ]  # fmt: skip
     for ok, message in checks:
         if not ok:
             raise UserError(message)
+    if cfg.train.strategy == "multi_worker":
+        accel.cluster_role()  # TF_CONFIG names this worker's place in a cluster
 
 
 def prepare_run_dir(out: str | None, cfg: RunConfig, *, resume: bool, force: bool) -> RunPaths:
@@ -246,7 +261,45 @@ def train(
     extra_callbacks: list | None = None,
     log=print,
 ) -> dict:
-    """Train (or continue) the run in ``paths``; return test metrics ({} without evaluate)."""
+    """Train (or continue) the run in ``paths``; return test metrics ({} without evaluate).
+
+    Under ``--strategy multi_worker`` only the chief writes ``paths`` and evaluates; the other
+    workers write to a temporary directory and return {} (:mod:`mobile_skin.multi_worker`).
+    """
+    multi = cfg.train.strategy == "multi_worker"
+    if resume and multi:
+        raise multi_worker.resume_refused(paths)
+    # First: MultiWorkerMirroredStrategy must exist before TensorFlow runs anything else.
+    strategy = accel.make_strategy(cfg.train.strategy)
+    if multi:
+        log(f"cluster: this process is {accel.cluster_role().describe()}")
+    try:
+        with multi_worker.worker_run_dir(paths, strategy, log=log) as own:
+            return _train(
+                cfg, own, paths, strategy, resume=resume, evaluate=evaluate,
+                extra_callbacks=extra_callbacks, log=log,
+            )  # fmt: skip
+    except multi_worker.LOST_WORKER_ERRORS as err:
+        if not multi:
+            raise
+        raise multi_worker.lost_worker(err, paths) from None
+
+
+def _train(
+    cfg: RunConfig,
+    paths: RunPaths,
+    shared: RunPaths,
+    strategy: tf.distribute.Strategy,
+    *,
+    resume: bool,
+    evaluate: bool,
+    extra_callbacks: list | None,
+    log,
+) -> dict:
+    """:func:`train` with ``strategy``, writing to ``paths``: the run itself (``shared``), or a
+    temporary directory on the workers of a multi-worker cluster other than its chief."""
+    multi = cfg.train.strategy == "multi_worker"
+    chief = accel.is_chief(strategy)
     log(f"devices: {accel.describe_devices()}")
     frame = load_ham10000(
         cfg.data.data_dir,
@@ -322,9 +375,11 @@ def train(
     val_ds = make_dataset(val_rows, size, batch, encoding=encoding)
     if cfg.train.steps_per_epoch:
         train_ds = train_ds.repeat()
+    if multi:  # each worker takes its share of every global batch
+        train_ds = multi_worker.shard_by_element(train_ds)
+        val_ds = multi_worker.shard_by_element(val_ds)
     steps = cfg.train.steps_per_epoch or math.ceil(len(train_rows) / batch)
 
-    strategy = accel.make_strategy(cfg.train.strategy)
     log(
         f"strategy: {type(strategy).__name__} with {strategy.num_replicas_in_sync} replica(s); "
         f"mixed precision {'on' if cfg.train.mixed_precision else 'off'}; "
@@ -367,7 +422,13 @@ def train(
         monitor=cfg.train.monitor, mode=mode, patience=cfg.train.patience, verbose=1
     )
     schedule = _lr_callback(cfg, mode)
-    state = ResumeState(paths.checkpoint, model, [best, stop, schedule])
+    if multi:  # restarts go through BackupAndRestore in the run's own directory
+        keep = multi_worker.backup_callbacks(
+            shared, metrics_cb, [best, stop, schedule], chief=chief, log=log
+        )
+    else:
+        state = ResumeState(paths.checkpoint, model, [best, stop, schedule])
+        keep = [state]
     initial_epoch = 0
     if resume:
         with strategy.scope():
@@ -382,9 +443,12 @@ def train(
         schedule,
         tf_keras.callbacks.TensorBoard(str(paths.tensorboard)),
         *(extra_callbacks or []),
-        state,
+        *keep,
     ]
-    point_latest(paths.root)
+    if chief:
+        point_latest(paths.root)
+        if multi:
+            multi_worker.mark_started(paths)
     started = time.perf_counter()
     if initial_epoch < cfg.train.epochs:
         model.fit(
@@ -399,11 +463,44 @@ def train(
         f"training done in {time.perf_counter() - started:.0f} s; best {cfg.train.monitor} "
         f"{best.sign * best.best:.4f} at epoch {best.best_epoch}"
     )
+    if multi:
+        multi_worker.finish(shared)
+    if not chief:
+        return {}
+    if cfg.train.calibrate:
+        from mobile_skin.calibration_temperature import calibrate_run
+
+        calibrate_run(paths.root, log=log)
     if not evaluate:
         return {}
     from mobile_skin.evaluate import evaluate_run
 
     return evaluate_run(paths.root, log=log)
+
+
+def _new_run_dir(args: argparse.Namespace, cfg: RunConfig) -> RunPaths:
+    """The directory of a new run (refused if it exists, unless --force). With --strategy
+    multi_worker: on the chief, the same, or the unfinished run at --out to continue; on the other
+    workers, the run the chief writes (they write nothing there)."""
+
+    def fresh() -> RunPaths:
+        return prepare_run_dir(args.out, cfg, resume=False, force=args.force)
+
+    if cfg.train.strategy != "multi_worker":
+        return fresh()
+    if not args.out:
+        raise UserError(
+            "--strategy multi_worker needs --out: the same run directory, on a filesystem every "
+            "worker sees, in every worker's command"
+        )
+    # Join the cluster before anything can fail here, so that the other workers learn of it.
+    accel.make_strategy(cfg.train.strategy)
+    if not accel.cluster_role().is_chief:
+        return RunPaths(Path(args.out))
+    paths, continuing = multi_worker.prepare_run_dir(args.out, cfg, force=args.force, fresh=fresh)
+    if continuing:
+        print(f"continuing the unfinished multi-worker run in {paths.root}")
+    return paths
 
 
 def _history_rows(path: Path, epochs_done: int) -> list[dict]:
@@ -424,6 +521,8 @@ def main(argv: list[str] | None = None) -> int:
             args.out or str(RUNS_DIR / "latest"), RunConfig(), resume=True, force=False
         )
         cfg = RunConfig.load(paths.config)
+        if cfg.train.strategy == "multi_worker":
+            raise multi_worker.resume_refused(paths)
         if args.epochs:
             cfg.train.epochs = args.epochs
             cfg.save(paths.config)
@@ -432,7 +531,7 @@ def main(argv: list[str] | None = None) -> int:
         cfg.command = "python -m mobile_skin.train " + shlex.join(
             sys.argv[1:] if argv is None else argv
         )
-        paths = prepare_run_dir(args.out, cfg, resume=False, force=args.force)
+        paths = _new_run_dir(args, cfg)
         for note in cfg.notes:
             print(f"note: {note}")
     print(f"run directory: {paths.root}")

@@ -146,7 +146,8 @@ class MainViewModel(app: Application, private val saved: SavedStateHandle) : And
         val format = if (source == null) SkinClassifier.MODEL_ASSET
         else "${source.format} (${source.status ?: "no parity row"}, sha256 ${source.modelSha256.take(12)})"
         return getApplication<Application>().getString(
-            R.string.model_info, format, bundle.spec.imageSize, settings.label(), bundle.spec.classes.joinToString(", ")
+            R.string.model_info, format, bundle.spec.imageSize, settings.label(), bundle.spec.classes.joinToString(", "),
+            bundle.spec.calibrationLabel
         )
     }
 

@@ -12,13 +12,17 @@ package org.mobileskin.core
  * @property imageSize S: the `image` input is float32 (1, S, S, 3), raw RGB in 0..255.
  * @property encoder the metadata encoding, or null for a model without the `metadata` input.
  * @property modelFile file name of the model the spec describes (may be empty).
+ * @property calibrationTemperature the temperature Python folded into the model's softmax layer
+ *   (`calibration.temperature`), or null for raw softmax. The model's `probs` are already
+ *   calibrated: the app only reports it, it never rescales.
  */
 class ModelSpec(
     val classes: List<String>,
     val classNames: Map<String, String>,
     val imageSize: Int,
     val encoder: MetadataEncoder?,
-    val modelFile: String = ""
+    val modelFile: String = "",
+    val calibrationTemperature: Double? = null
 ) {
     /** Names of the model's inputs (signature input names), image first. */
     val inputNames: List<String>
@@ -30,6 +34,11 @@ class ModelSpec(
         val name = classNames[code]
         return if (name == null || name == code) code else "$name ($code)"
     }
+
+    /** "calibrated (temperature 1.42)" or "raw softmax", for the model line. */
+    val calibrationLabel: String
+        get() = calibrationTemperature?.let { "calibrated (temperature ${"%.2f".format(java.util.Locale.ROOT, it)})" }
+            ?: "raw softmax"
 
     companion object {
         const val IMAGE_INPUT = "image"
@@ -80,7 +89,18 @@ class ModelSpec(
             val probs = JsonPath.obj(JsonPath.field(outputs, OUTPUT, "outputs"), "outputs.probs")
             checkShape(probs, "outputs.probs", listOf(-1, classes.size))
             val modelFile = root["model_file"] as? String ?: ""
-            return ModelSpec(classes, classNames, size, encoder, modelFile)
+            return ModelSpec(classes, classNames, size, encoder, modelFile, parseTemperature(root))
+        }
+
+        /** `calibration.temperature` when present: a positive number; absent or `{}` is raw softmax. */
+        private fun parseTemperature(root: Map<String, Any?>): Double? {
+            val calibration = root["calibration"] ?: return null
+            val t = JsonPath.obj(calibration, "calibration")["temperature"] ?: return null
+            val value = JsonPath.number(t, "calibration.temperature")
+            if (!(value > 0.0) || value.isInfinite()) {
+                throw SpecException("calibration.temperature: expected a positive number, got $value")
+            }
+            return value
         }
 
         private fun checkImageInput(image: Map<String, Any?>, size: Int) {

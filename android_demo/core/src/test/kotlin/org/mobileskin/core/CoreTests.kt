@@ -99,6 +99,16 @@ private fun specTests(t: TestRunner, golden: File) {
             "offsets"
         )
     }
+    t.test("spec: calibration temperature is read, absent or empty means raw softmax") {
+        val calibrated = ModelSpec.parse(specJson(calibration = """{"method": "temperature", "temperature": 1.4567}"""))
+        assertEquals(1.4567, calibrated.calibrationTemperature, "temperature")
+        assertEquals("calibrated (temperature 1.46)", calibrated.calibrationLabel, "label")
+        for (raw in listOf(specJson(), specJson(calibration = "{}"))) {
+            val spec = ModelSpec.parse(raw)
+            assertEquals(null, spec.calibrationTemperature, "temperature")
+            assertEquals("raw softmax", spec.calibrationLabel, "label")
+        }
+    }
     t.test("spec: a model without metadata has no encoder") {
         val spec = ModelSpec.parse(specJson(metadata = null))
         assertEquals(null, spec.encoder, "encoder")
@@ -118,6 +128,8 @@ private fun specTests(t: TestRunner, golden: File) {
         "repeated vocabulary word" to specJson(sexes = """["male", "male"]"""),
         "zero age scale" to specJson(ageScale = 0.0),
         "probs shape disagrees with classes" to specJson(probsShape = "[-1, 7]"),
+        "zero temperature" to specJson(calibration = """{"temperature": 0.0}"""),
+        "temperature not a number" to specJson(calibration = """{"temperature": "hot"}"""),
         "missing classes" to """{"format_version": 1, "image_size": 8, "inputs": {}, "outputs": {}}"""
     )
     for ((name, text) in invalid) {
@@ -139,7 +151,8 @@ private fun specJson(
     offsets: String = """{"age": 6, "sex": 0, "localization": 3}""",
     probsShape: String = "[-1, 2]",
     metadata: String? = "default",
-    indicator: Boolean = false
+    indicator: Boolean = false,
+    calibration: String? = null
 ): String {
     val meta = metadata ?: ""
     val layout = if (indicator) """["sex", "localization", "age", "age_missing"]"""
@@ -156,7 +169,7 @@ private fun specJson(
         "image": {"shape": $imageShape, "dtype": "$imageDtype", "layout": "NHWC", "color": "$color",
                   "range": $range}$metadataInput
       },
-      "outputs": {"probs": {"shape": $probsShape, "dtype": "float32"}}
+      "outputs": {"probs": {"shape": $probsShape, "dtype": "float32"}}${calibration?.let { ",\n      \"calibration\": $it" } ?: ""}
     }"""
 }
 
