@@ -1,11 +1,18 @@
-"""The test report of a run: ``report.md`` and its figures.
+"""The evaluation report of a run: ``report.md`` and its figures.
 
-Figures (PNG, in ``figures/``): confusion matrix, one-vs-rest ROC curves, training curves, and
-a grid of test images with their Soft-Attention maps overlaid.
+One renderer for both kinds of evaluation (:mod:`mobile_skin.evaluate`): a split of the run
+(``metrics["split"]``) and an external dataset (``metrics["dataset"]``), each scored with
+``best.keras`` or an exported file (``metrics["model"]``).
+
+Figures (PNG, in ``figures/``): confusion matrix, one-vs-rest ROC curves, the reliability diagram
+(:mod:`mobile_skin.reliability`; raw and temperature-scaled when the model is calibrated), the
+metrics with metadata set to unknown, and for a split the training curves; for a Keras model a
+grid of images with their Soft-Attention maps overlaid (an exported file has no attention output).
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
 
 import matplotlib
@@ -23,6 +30,7 @@ from mobile_skin.encoding import CLASS_NAMES  # noqa: E402
 from mobile_skin.fileio import atomic_path, write_text  # noqa: E402
 from mobile_skin.model import attention_model  # noqa: E402
 from mobile_skin.pipeline import make_dataset  # noqa: E402
+from mobile_skin.reliability import Curve, plot_reliability  # noqa: E402
 from mobile_skin.robustness import markdown_table  # noqa: E402
 from mobile_skin.run import EvaluationPaths, RunPaths  # noqa: E402
 from mobile_skin.spec import ModelSpec  # noqa: E402
@@ -37,6 +45,15 @@ HEADLINE = [  # (metrics key, label)
     ("macro_auc", "macro ROC AUC (one-vs-rest)"),
     ("mean_ovr_accuracy", "mean one-vs-rest accuracy (paper Table 7 'accuracy')"),
     ("mean_sens_spec", "mean (sens+spec)/2 (paper Table 7 'balanced accuracy')"),
+    ("ece", "expected calibration error (top-1, 15 bins)"),
+]
+#: The columns of the metadata table: (metrics key, label).
+SUBSET_COLUMNS = [
+    ("accuracy", "accuracy"),
+    ("balanced_accuracy", "balanced acc."),
+    ("macro_f1", "macro F1"),
+    ("macro_auc", "macro AUC"),
+    ("ece", "ECE"),
 ]
 
 
@@ -169,18 +186,19 @@ def _fmt(value) -> str:
     )
 
 
-def render_markdown(
-    paths: RunPaths,
-    cfg: RunConfig,
-    metrics: dict,
-    figures: list[tuple[str, str]],
-    history: pd.DataFrame | None,
-) -> str:
-    """The report text."""
-    m, base = metrics, metrics["baseline_majority"]
+def _title(paths: RunPaths, m: dict) -> str:
+    tag = (m.get("model") or {}).get("tag")
+    through = f" through `{tag}`" if tag else ""
+    if "dataset" in m:
+        name = Path(m["dataset"]["root"]).name
+        return f"# External evaluation: `{name}` with `{paths.root.name}`{through}"
     title = {"test": "Test", "val": "Validation"}.get(m["split"], str(m["split"]).capitalize())
-    lines = [f"# {title} report: `{paths.root.name}`", ""]
-    lines += [
+    return f"# {title} report: `{paths.root.name}`{through}"
+
+
+def _about(cfg: RunConfig, m: dict, history: pd.DataFrame | None) -> list[str]:
+    """The bullet list under the title: command, machine, model, data, calibration."""
+    lines = [
         f"- command: `{cfg.command or 'n/a'}`",
         f"- machine: {m['machine']['cpu']}, {m['machine']['cores']} cores; "
         f"TensorFlow {m['machine']['tensorflow']}",
@@ -190,67 +208,145 @@ def render_markdown(
         f"class weights {'yes' if cfg.train.class_weights else 'no'}, metadata dropout "
         f"{cfg.data.metadata_dropout:g}, missing-age indicator "
         f"{'yes' if cfg.data.age_missing_indicator else 'no'}",
-        f"- split: {cfg.data.split}; evaluated on {m['n']} {m['split']} images",
     ]
-    if history is not None and len(history):
-        best = history.loc[
-            history[cfg.train.monitor].idxmax()
-            if "loss" not in cfg.train.monitor
-            else history[cfg.train.monitor].idxmin()
-        ]
+    model = m.get("model") or {}
+    if model.get("tag"):
+        source = f", exported from `{model['source_run']}`" if model.get("source_run") else ""
+        lines.append(f"- scored with `{model['file']}` ({model['format']} runtime){source}")
+    if "dataset" in m:
+        d = m["dataset"]
+        dropped = d["csv_rows"] - d["scored"]
         lines.append(
-            f"- training: {len(history)} epochs, {history['seconds'].sum() / 60:.1f} min; "
-            f"best {cfg.train.monitor} {best[cfg.train.monitor]:.3f} at epoch {int(best['epoch'])}"
+            f"- dataset: `{d['root']}` (CSV `{Path(d['csv']).name}`): {d['scored']} of "
+            f"{d['csv_rows']} rows scored"
+            + (f" ({dropped} dropped: missing or unreadable images)" if dropped else "")
         )
-    lines += [f"- note: {n}" for n in cfg.notes]
-    lines += [
-        "",
-        "## Headline metrics",
-        "",
-        f"| metric | this run | paper Table 9 | always {base['class']} |",
-        "| --- | --- | --- | --- |",
-    ]
+        for column, values in (d.get("unmapped_metadata") or {}).items():
+            listed = ", ".join(f"'{v}' ({n} row{'s' * (n != 1)})" for v, n in values.items())
+            lines.append(f"- {column} values the model does not know, scored as unknown: {listed}")
+    else:
+        lines.append(f"- split: {cfg.data.split}; evaluated on {m['n']} {m['split']} images")
+        if history is not None and len(history):
+            best = history.loc[
+                history[cfg.train.monitor].idxmax()
+                if "loss" not in cfg.train.monitor
+                else history[cfg.train.monitor].idxmin()
+            ]
+            lines.append(
+                f"- training: {len(history)} epochs, {history['seconds'].sum() / 60:.1f} min; "
+                f"best {cfg.train.monitor} {best[cfg.train.monitor]:.3f} at epoch "
+                f"{int(best['epoch'])}"
+            )
+    lines.append(_calibration_line(m))
+    return lines + [f"- note: {n}" for n in cfg.notes]
+
+
+def _calibration_line(m: dict) -> str:
+    c = m.get("calibration")
+    if not c:
+        return (
+            f"- calibration: none (the softmax as trained); expected calibration error "
+            f"{_fmt(m.get('ece'))}"
+        )
+    fitted = f" (fitted on the {c['fitted_on']})" if c.get("fitted_on") else ""
+    return (
+        f"- calibration: {c.get('method', 'temperature')} scaling, T = {c['temperature']:.3g}"
+        f"{fitted}; on these images: "
+        f"expected calibration error {_fmt(c['ece_before'])} before, {_fmt(c['ece_after'])} "
+        f"after; NLL {_fmt(c['nll_before'])} before, {_fmt(c['nll_after'])} after"
+    )
+
+
+def _headline(m: dict) -> list[str]:
+    base = m["baseline_majority"]
+    paper_column = "dataset" not in m  # the paper's figures are for HAM10000's own test split
+    head = ["metric", "this run" if paper_column else "this set"]
+    head += ["paper Table 9"] if paper_column else []
+    head += [f"always {base['class']}"]
+    lines = ["## Headline metrics", "", "| " + " | ".join(head) + " |", "|" + " --- |" * len(head)]
     for key, label in HEADLINE:
-        lines.append(
-            f"| {label} | {_fmt(m.get(key))} | {_fmt(paper.TABLE9.get(key))} "
-            f"| {_fmt(base.get(key))} |"
-        )
-    lines += [
-        "",
-        "The paper's numbers come from an image-level split (lesions leak between train and test) "
-        "with ImageNet weights; see the run's config for this run's split and weights.",
-        "",
-        "## Per class",
-        "",
-        "| class | support | precision | sensitivity | specificity | F1 "
-        "| paper F1 (Table 5) | AUC |",
-        "| --- | --- | --- | --- | --- | --- | --- | --- |",
-    ]
-    for row in m["per_class"]:
-        c = row["class"]
-        lines.append(
-            f"| {CLASS_NAMES.get(c, c)} ({c}) | {row['support']} | {_fmt(row['precision'])} | "
-            f"{_fmt(row['sensitivity'])} | {_fmt(row['specificity'])} | {_fmt(row['f1'])} | "
-            f"{_fmt(paper.TABLE5_F1.get(c))} | {_fmt(row['auc'])} |"
-        )
-    robust = m.get("metadata_robustness")
-    if robust and len(robust) > 1:
-        full, blind = robust["as given"]["balanced_accuracy"], robust["all masked"]
-        missing = m.get("rows_missing_metadata", {})
+        cells = [label, _fmt(m.get(key))]
+        cells += [_fmt(paper.TABLE9.get(key))] if paper_column else []
+        cells += [_fmt(base.get(key))]
+        lines.append("| " + " | ".join(cells) + " |")
+    if paper_column:
         lines += [
             "",
-            "## Missing metadata",
+            "The paper's numbers come from an image-level split (lesions leak between train and "
+            "test) with ImageNet weights; see the run's config for this run's split and weights.",
+        ]
+    return lines
+
+
+def _per_class(m: dict) -> list[str]:
+    paper_column = "dataset" not in m
+    head = ["class", "support", "precision", "sensitivity", "specificity", "F1"]
+    head += ["paper F1 (Table 5)"] if paper_column else []
+    head += ["AUC"]
+    lines = ["## Per class", "", "| " + " | ".join(head) + " |", "|" + " --- |" * len(head)]
+    for row in m["per_class"]:
+        c = row["class"]
+        cells = [f"{CLASS_NAMES.get(c, c)} ({c})", str(row["support"])]
+        cells += [_fmt(row[k]) for k in ("precision", "sensitivity", "specificity", "f1")]
+        cells += [_fmt(paper.TABLE5_F1.get(c))] if paper_column else []
+        cells += [_fmt(row["auc"])]
+        lines.append("| " + " | ".join(cells) + " |")
+    return lines
+
+
+def _metadata(m: dict) -> list[str]:
+    """Full set against the rows with every field known and every field set to unknown, then
+    the per-mask table of :mod:`mobile_skin.robustness`."""
+    missing = m.get("rows_missing_metadata") or {}
+    complete, blind = m.get("complete_metadata"), m.get("all_unknown")
+    if not complete or not blind:
+        return []
+    lines = ["## Missing metadata", ""]
+    counts = ", ".join(f"{k} {v}" for k, v in missing.items())
+    if "note" in blind:
+        return lines + [
+            f"Rows without age / sex / site: {counts}. Metadata figures: {blind['note']}."
+        ]
+    lines += [
+        "The same images with the metadata as given, on the rows that carry every field, and with "
+        "every field set to unknown on every row (what a clinic without the fields, or a phone "
+        f"user who skips them, gets). Rows without age / sex / site: {counts}.",
+        "",
+        "| rows | metadata | n | " + " | ".join(label for _, label in SUBSET_COLUMNS) + " |",
+        "|" + " --- |" * (3 + len(SUBSET_COLUMNS)),
+    ]
+    subsets = [("all", "as given", m), ("age, sex and site known", "as given", complete)]
+    subsets.append(("all", "every field unknown", blind))
+    for rows, metadata, s in subsets:
+        cells = [rows, metadata, str(s.get("n", 0))]
+        cells += [_fmt(s.get(key)) for key, _ in SUBSET_COLUMNS]
+        lines.append("| " + " | ".join(cells) + " |")
+    robust = m.get("metadata_robustness")
+    if robust and len(robust) > 1:
+        delta = blind["balanced_accuracy"] - m["balanced_accuracy"]
+        lines += [
             "",
-            "The same test images with the metadata as given and with fields set to unknown "
-            "(what a clinic without that field, or a phone user who skips it, gets). Test rows "
-            "already without age / sex / site: "
-            + ", ".join(f"{k} {v}" for k, v in missing.items())
-            + f". With every field unknown the balanced accuracy is "
-            f"{100 * (blind['balanced_accuracy'] - full):+.1f} points from the full-metadata "
-            "figure.",
+            f"With every field unknown the balanced accuracy is {100 * delta:+.1f} points from "
+            "the figure with the metadata as given. One field at a time:",
             "",
             *markdown_table(robust, [r["class"] for r in m["per_class"]]),
         ]
+    return lines
+
+
+def render_markdown(
+    paths: RunPaths,
+    cfg: RunConfig,
+    metrics: dict,
+    figures: list[tuple[str, str]],
+    history: pd.DataFrame | None,
+) -> str:
+    """The report text (a split's or an external dataset's, by ``metrics``)."""
+    lines = [_title(paths, metrics), "", *_about(cfg, metrics, history), ""]
+    lines += _headline(metrics) + [""] + _per_class(metrics)
+    metadata = _metadata(metrics)
+    if metadata:
+        lines += ["", *metadata]
     lines += ["", "## Figures", ""] + [f"![{title}]({rel})" for title, rel in figures] + [""]
     return "\n".join(lines)
 
@@ -264,8 +360,23 @@ def write_report(
     probs: np.ndarray,
     model,
     out: EvaluationPaths | None = None,
+    *,
+    curves: Mapping[str, Curve] | None = None,
 ) -> Path:
-    """Draw the figures and write ``report.md`` (or the files ``out`` names)."""
+    """Draw the figures and write ``report.md`` (or the files ``out`` names).
+
+    Args:
+        paths: the run.
+        cfg: its config.
+        spec: the scored model's spec.
+        metrics: what :mod:`mobile_skin.evaluate` wrote to ``metrics.json``.
+        rows: the scored rows (``label`` indexes ``spec.classes``).
+        probs: their probabilities (N, C).
+        model: the Keras model for the attention maps; None (an exported file) leaves them out.
+        out: where to write (default: the run's test report).
+        curves: the reliability diagram's curves, name -> (labels, probs); default one curve of
+            ``probs``.
+    """
     out = out or paths.evaluation()
     rel = out.figures.name
     labels = rows["label"].to_numpy()
@@ -277,7 +388,15 @@ def write_report(
     figures.append(("confusion matrix", f"{rel}/confusion_matrix.png"))
     plot_roc(labels, probs, spec.classes, aucs, out.figures / "roc_curves.png")
     figures.append(("ROC curves", f"{rel}/roc_curves.png"))
-    history = pd.read_csv(paths.history) if paths.history.is_file() else None
+    plot_reliability(
+        curves or {"model output": (labels, probs)},
+        out.figures / "reliability.png",
+        f"Reliability diagram, {metrics['n']} images",
+    )
+    figures.append(("reliability diagram", f"{rel}/reliability.png"))
+    history = None
+    if "split" in metrics and paths.history.is_file():
+        history = pd.read_csv(paths.history)
     if history is not None and len(history):
         plot_history(history, out.figures / "training_curves.png")
         figures.append(("training curves", f"{rel}/training_curves.png"))
@@ -285,6 +404,7 @@ def write_report(
     if robust and len(robust) > 1:
         plot_robustness(robust, spec.classes, out.figures / "metadata_robustness.png")
         figures.append(("missing metadata", f"{rel}/metadata_robustness.png"))
-    plot_attention(model, rows, spec, probs, out.figures / "attention_maps.png")
-    figures.append(("attention maps", f"{rel}/attention_maps.png"))
+    if model is not None:
+        plot_attention(model, rows, spec, probs, out.figures / "attention_maps.png")
+        figures.append(("attention maps", f"{rel}/attention_maps.png"))
     return write_text(out.report, render_markdown(paths, cfg, metrics, figures, history))

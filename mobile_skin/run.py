@@ -5,9 +5,12 @@ Layout of ``runs/<name>/``::
     config.json        resolved RunConfig            model_spec.json, labels.txt
     split.csv          image_id -> train/val/test    best.keras (best validation epoch)
     checkpoint/        resume state (weights, optimizer, epoch, callback state)
+    backup/            multi-worker restart state while training (mobile_skin.multi_worker)
     history.csv        one row per epoch             tensorboard/
     metrics.json, report.md, figures/                test report (mobile_skin.evaluate)
     metrics_val.json, report_val.md, figures_val/    the same for another split (--split val)
+    eval_<dataset>/, test_<format>/    metrics.json, report.md, figures/ of an external dataset
+                       (--dataset) or an exported file (--model) (mobile_skin.evaluate)
     export/<format>/   exported models, each with model_spec.json and labels.txt
 
 ``runs/latest`` is a symlink to the newest run, the default of every later command.
@@ -98,6 +101,12 @@ class RunPaths:
             self.root / f"report_{split}.md",
             self.root / f"figures_{split}",
         )
+
+    def evaluation_dir(self, name: str) -> EvaluationPaths:
+        """An evaluation kept in its own folder ``<run>/<name>/``: ``metrics.json``,
+        ``report.md`` and ``figures/`` (an external dataset, an exported file)."""
+        folder = self.root / name
+        return EvaluationPaths(folder / "metrics.json", folder / "report.md", folder / "figures")
 
     def export(self, fmt: str) -> Path:
         """Directory of one exported format, e.g. ``tflite_int8``."""

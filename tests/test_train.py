@@ -31,7 +31,8 @@ def run_main(args, capsys):
 def test_smoke_run_writes_everything(smoke_run: RunPaths):
     p = smoke_run
     for path in (p.config, p.spec, p.root / "labels.txt", p.split, p.best_model, p.history,
-                 p.metrics, p.report, p.tensorboard, p.checkpoint):  # fmt: skip
+                 p.metrics, p.report, p.tensorboard, p.checkpoint,
+                 p.root / "best_uncalibrated.keras"):  # fmt: skip
         assert path.exists(), path
     cfg = json.loads(p.config.read_text())
     assert cfg["preset"] == "smoke" and cfg["command"].startswith("python -m mobile_skin.train")
@@ -43,6 +44,7 @@ def test_smoke_run_writes_everything(smoke_run: RunPaths):
         "training_curves.png",
         "attention_maps.png",
         "metadata_robustness.png",
+        "reliability.png",
     }
     metrics = json.loads(p.metrics.read_text())
     assert metrics["n"] == (pd.read_csv(p.split)["split"] == "test").sum()
