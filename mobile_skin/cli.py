@@ -61,6 +61,9 @@ COMMANDS: dict[str, dict[str, Command]] = {
     "measure": {
         "bench": Command("mobile_skin.benchmark", "main", "the paper's Table 10 on this machine",
                          "python benchmarks/latency.py"),
+        "profile": Command("mobile_skin.profile_cli", "main",
+                           "ops outside XNNPACK and per-op time of .tflite files",
+                           "python benchmarks/profile_tflite.py"),
     },
 }  # fmt: skip
 
