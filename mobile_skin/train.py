@@ -56,9 +56,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--csv", help="metadata CSV (default: DATA/HAM10000_metadata.csv)")
     p.add_argument(
         "--preset",
-        default="default",
-        help="default | paper (image-level split, rows without age dropped, no metadata "
-        "dropout) | smoke (tiny, a few minutes on CPU)",
+        help="default (the default) | paper (image-level split, rows without age dropped, no "
+        "metadata dropout) | smoke (tiny, a few minutes on CPU)",
+    )
+    p.add_argument(
+        "--config",
+        metavar="FILE",
+        help="start from a saved config.json (another run's) instead of a preset; flags given "
+        "here override it",
     )
     p.add_argument(
         "--backbone", help="mobilenet_v3_large_240 (default) | densenet201 | inception_resnet_v2"
@@ -161,24 +166,35 @@ _FIELDS = {  # flag -> (section, field)
 
 
 def resolve_config(args: argparse.Namespace) -> RunConfig:
-    """Preset + flags -> config; what was decided automatically goes into ``cfg.notes``."""
-    cfg = preset(args.preset)
+    """Preset (or ``--config FILE``) + flags -> config; what was decided automatically goes into
+    ``cfg.notes``. A flag left out keeps the starting point's value, switches included."""
+    if args.config and args.preset:
+        raise UserError("--config and --preset both choose the starting point; give one")
+    if args.config:
+        cfg = RunConfig.load(args.config)
+        cfg.command = ""
+    else:
+        cfg = preset(args.preset or "default")
     for flag, (section, name) in _FIELDS.items():
         value = getattr(args, flag)
         if value is not None:
             setattr(getattr(cfg, section), name, value)
     if args.data:
         cfg.data.data_dir = str(Path(args.data))
-    cfg.model.use_metadata = not args.no_metadata
-    cfg.train.class_weights = not args.no_class_weights
-    cfg.train.calibrate = not args.no_calibration
-    cfg.data.skip_bad_images = args.skip_bad_images
+    switches = {  # flag -> (section, field, value when given)
+        "no_metadata": ("model", "use_metadata", False),
+        "no_class_weights": ("train", "class_weights", False),
+        "no_calibration": ("train", "calibrate", False),
+        "skip_bad_images": ("data", "skip_bad_images", True),
+        "no_age_indicator": ("data", "age_missing_indicator", False),
+        "mixed_precision": ("train", "mixed_precision", True),
+        "xla": ("train", "xla", True),
+    }
+    for flag, (section, name, value) in switches.items():
+        if getattr(args, flag):
+            setattr(getattr(cfg, section), name, value)
     if args.drop_missing_age or args.keep_missing_age:
         cfg.data.drop_missing_age = args.drop_missing_age
-    if args.no_age_indicator:
-        cfg.data.age_missing_indicator = False
-    cfg.train.mixed_precision = args.mixed_precision
-    cfg.train.xla = args.xla
     if cfg.model.weights == "none" and cfg.model.bn_momentum is None:
         cfg.model.bn_momentum = 0.99
         cfg.notes.append(

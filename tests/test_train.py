@@ -228,3 +228,37 @@ def test_validation_report_is_written_beside_the_test_one(smoke_run, capsys):
     assert (out.figures / "confusion_matrix.png").is_file()
     assert smoke_run.metrics.read_text() == test_metrics  # the test report is untouched
     assert "val: accuracy" in capsys.readouterr().out
+
+
+def test_config_file_starts_a_run_and_flags_override_it(tmp_path, capsys):
+    """--config FILE: a saved config.json is the starting point, switches included; a flag
+    given overrides it; --preset beside it is refused in one line."""
+    first = train.resolve_config(
+        train.parse_args(
+            [
+                "--data",
+                "d",
+                *TINY,
+                "--no-metadata",
+                "--no-class-weights",
+                "--epochs",
+                "3",
+                "--learning-rate",
+                "0.01",
+            ]
+        )  # fmt: skip
+    )
+    first.command = "python -m mobile_skin.train ..."
+    saved = first.save(tmp_path / "config.json")
+    again = train.resolve_config(train.parse_args(["--config", str(saved)]))
+    assert again.to_dict() == {**first.to_dict(), "command": ""}
+    changed = train.resolve_config(
+        train.parse_args(["--config", str(saved), "--epochs", "5", "--data", "other"])
+    )
+    assert changed.train.epochs == 5 and changed.data.data_dir == "other"
+    assert changed.model.use_metadata is False and changed.train.class_weights is False
+    assert changed.train.learning_rate == 0.01 and changed.preset == "smoke"
+    code, _, err = run_main(["--config", str(saved), "--preset", "paper"], capsys)
+    assert code != 0 and err.strip().count("\n") == 0 and "--config and --preset" in err
+    code, _, err = run_main(["--config", str(tmp_path / "missing.json")], capsys)
+    assert code != 0 and "missing.json: config not found" in err
