@@ -18,11 +18,12 @@ from mobile_skin import bench_report, machine
 from mobile_skin.bench_models import BenchModel
 from mobile_skin.bench_report import CONVERT_FAILED, RUN_FAILED, BenchRow
 from mobile_skin.bench_worker import RESULT_TAG
+from mobile_skin.config import TrainConfig
 from mobile_skin.encoding import CLASSES
 
 #: Training batch size (the paper's) and optimiser settings (Adam, the paper's lr and epsilon).
 TRAIN_BATCH = 32
-LEARNING_RATE, ADAM_EPSILON = 1e-3, 0.1
+LEARNING_RATE, ADAM_EPSILON = TrainConfig.learning_rate, TrainConfig.adam_epsilon
 
 
 @dataclass(frozen=True)

@@ -24,7 +24,16 @@ from pathlib import Path
 
 from mobile_skin import bench_report, machine
 from mobile_skin.bench_cache import ModelFiles, default_cache_dir, file_digest
-from mobile_skin.bench_measure import FULL, QUICK, TRAIN_BATCH, Iterations, TrainSetup, measure
+from mobile_skin.bench_measure import (
+    ADAM_EPSILON,
+    FULL,
+    LEARNING_RATE,
+    QUICK,
+    TRAIN_BATCH,
+    Iterations,
+    TrainSetup,
+    measure,
+)
 from mobile_skin.bench_models import (
     DEPTH_DEFINITION,
     GFLOPS_DEFINITION,
@@ -36,6 +45,7 @@ from mobile_skin.bench_models import (
     synthetic_calibration,
 )
 from mobile_skin.bench_report import OK, BenchRow
+from mobile_skin.calibration import DEFAULT_SAMPLES
 from mobile_skin.encoding import CLASSES, MetadataEncoding
 from mobile_skin.errors import UserError, cli
 
@@ -117,7 +127,7 @@ def parse_args(argv: list[str] | None = None) -> Settings:
     p.add_argument(
         "--calibration-samples",
         type=int,
-        help="int8 calibration images (default 300; 32 with --quick)",
+        help=f"int8 calibration images (default {DEFAULT_SAMPLES}; 32 with --quick)",
     )
     p.add_argument("--no-train", action="store_true", help="skip the training images/s column")
     p.add_argument(
@@ -130,7 +140,7 @@ def parse_args(argv: list[str] | None = None) -> Settings:
     models = _names(args.models, BACKBONES, "--models") or list(BACKBONES)
     if args.quick and not args.models:
         models = [MOBILENET]
-    samples = args.calibration_samples or (32 if args.quick else 300)
+    samples = args.calibration_samples or (32 if args.quick else DEFAULT_SAMPLES)
     from mobile_skin.calibration import check_sample_count
 
     check_sample_count(samples)
@@ -304,7 +314,8 @@ def describe_settings(plan: Plan, settings: Settings, load: tuple) -> tuple[str,
         "and threads (the untrained 224 px one when present). x faster than IRV2 Keras: median of "
         "the InceptionResNetV2 Keras row at the same threads / median of this row.",
         f"Training: Keras train_on_batch at batch {TRAIN_BATCH} on in-memory random batches, "
-        "Adam (lr 1e-3, epsilon 0.1), class-weighted cross-entropy, after "
+        f"Adam (lr {LEARNING_RATE:g}, epsilon {ADAM_EPSILON:g}), class-weighted cross-entropy, "
+        "after "
         f"{it.train_warmup} warm-up steps, at least {it.train_min_steps} steps and "
         f"{it.train_min_seconds:g} s; s/epoch = {plan.train.images} images "
         f"({plan.train_images_source}) / images per s.",

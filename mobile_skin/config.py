@@ -90,6 +90,11 @@ class ModelConfig:
     bn_momentum: float | None = None
 
 
+#: Backbone BatchNorm momentum when training from scratch (``--weights none``): the application's
+#: 0.999 lets the moving statistics lag far behind a backbone whose weights move fast.
+SCRATCH_BN_MOMENTUM = 0.99
+
+
 @dataclass
 class TrainConfig:
     """The optimisation recipe; the defaults are the paper's.

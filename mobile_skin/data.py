@@ -22,7 +22,7 @@ import pandas as pd
 from PIL import Image
 from tqdm.auto import tqdm
 
-from mobile_skin.encoding import CLASSES
+from mobile_skin.encoding import CLASSES, MAX_AGE
 from mobile_skin.errors import UserError
 
 CSV_NAME = "HAM10000_metadata.csv"
@@ -157,10 +157,10 @@ def _check_values(frame: pd.DataFrame, path: Path) -> None:
             f"{path}: lesion(s) with more than one dx: {', '.join(mixed.index[:_LIST])}"
         )
     ages = pd.to_numeric(frame["age"], errors="coerce")
-    bad_age = (ages.isna() & frame["age"].notna()) | (ages < 0) | (ages > 120)
+    bad_age = (ages.isna() & frame["age"].notna()) | (ages < 0) | (ages > MAX_AGE)
     if bad_age.any():
         raise UserError(
-            f"{path}: age not a number in 0..120 on line(s) {_lines(frame.index[bad_age])}"
+            f"{path}: age not a number in 0..{MAX_AGE:g} on line(s) {_lines(frame.index[bad_age])}"
         )
 
 

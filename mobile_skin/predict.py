@@ -27,7 +27,7 @@ from pathlib import Path
 
 import numpy as np
 
-from mobile_skin.encoding import CLASS_NAMES, UNKNOWN
+from mobile_skin.encoding import CLASS_NAMES, MAX_AGE, UNKNOWN
 from mobile_skin.errors import UserError, cli
 from mobile_skin.spec import IMAGE_INPUT, METADATA_INPUT, SPEC_FILE, ModelSpec
 
@@ -207,7 +207,7 @@ def main(argv: list[str] | None = None) -> int:
         "images", nargs="+", metavar="IMAGE", help="photos (JPEG, PNG, BMP, GIF) or folders"
     )
     p.add_argument("--model", required=True, help="model file: .keras, .tflite or .onnx")
-    p.add_argument("--age", help="age in years, 0..120 (default unknown)")
+    p.add_argument("--age", help=f"age in years, 0..{MAX_AGE:g} (default unknown)")
     p.add_argument("--sex", default=UNKNOWN, help="male | female | unknown (default)")
     p.add_argument(
         "--site",

@@ -47,7 +47,7 @@ import tf_keras
 from mobile_skin import qat_scheme
 from mobile_skin.calibration import DEFAULT_SAMPLES, calibration_frame
 from mobile_skin.callbacks import ValidationMetrics
-from mobile_skin.config import QAT_EPOCHS, QAT_LEARNING_RATE, RunConfig
+from mobile_skin.config import QAT_EPOCHS, QAT_LEARNING_RATE, RunConfig, TrainConfig
 from mobile_skin.edge_model import INT8_FLOAT_OPS
 from mobile_skin.encoding import CLASSES
 from mobile_skin.errors import UserError
@@ -237,7 +237,7 @@ class QatData:
     augment: str = "none"
     metadata_dropout: float = 0.0
     class_weights: bool = True
-    adam_epsilon: float = 0.1
+    adam_epsilon: float = TrainConfig.adam_epsilon
     history: Path | None = None
 
     @classmethod

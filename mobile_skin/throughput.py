@@ -45,12 +45,15 @@ class ThroughputRow:
 def _compiled_model(image_size: int, metadata_size: int, weights: np.ndarray):
     import tf_keras
 
-    from mobile_skin.config import ModelConfig
+    from mobile_skin.config import SCRATCH_BN_MOMENTUM, ModelConfig, TrainConfig
     from mobile_skin.losses import WeightedCategoricalCrossentropy
     from mobile_skin.model import build_model
 
-    model = build_model(ModelConfig(weights="none", bn_momentum=0.99), image_size, metadata_size)
-    optimizer = tf_keras.optimizers.Adam(1e-3, epsilon=0.1)
+    config = ModelConfig(weights="none", bn_momentum=SCRATCH_BN_MOMENTUM)
+    model = build_model(config, image_size, metadata_size)
+    optimizer = tf_keras.optimizers.Adam(
+        TrainConfig.learning_rate, epsilon=TrainConfig.adam_epsilon
+    )
     loss = WeightedCategoricalCrossentropy(weights)
     model.compile(optimizer=optimizer, loss=loss, metrics=["accuracy"])
     return model

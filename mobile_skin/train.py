@@ -23,7 +23,13 @@ import tf_keras
 import mobile_skin  # noqa: F401  (sets TF_USE_LEGACY_KERAS before TensorFlow loads)
 from mobile_skin import accel, multi_worker
 from mobile_skin.callbacks import BestModel, ResumeState, ValidationMetrics
-from mobile_skin.config import DEFAULT_METADATA_DROPOUT, RunConfig, preset
+from mobile_skin.config import (
+    DEFAULT_METADATA_DROPOUT,
+    SCRATCH_BN_MOMENTUM,
+    RunConfig,
+    TrainConfig,
+    preset,
+)
 from mobile_skin.data import load_ham10000
 from mobile_skin.encoding import CLASSES, MetadataEncoding
 from mobile_skin.errors import UserError, cli
@@ -76,8 +82,16 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     p.add_argument("--epochs", type=int, help="maximum epochs (default 100)")
     p.add_argument("--batch-size", type=int, help="global batch size (default 32)")
-    p.add_argument("--learning-rate", type=float, help="Adam learning rate (default 1e-3)")
-    p.add_argument("--adam-epsilon", type=float, help="Adam epsilon (default 0.1, the paper's)")
+    p.add_argument(
+        "--learning-rate",
+        type=float,
+        help=f"Adam learning rate (default {TrainConfig.learning_rate:g})",
+    )
+    p.add_argument(
+        "--adam-epsilon",
+        type=float,
+        help=f"Adam epsilon (default {TrainConfig.adam_epsilon:g}, the paper's)",
+    )
     p.add_argument(
         "--monitor",
         help="val_accuracy (default, paper) | val_balanced_accuracy | val_macro_auc | val_loss",
@@ -88,7 +102,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument(
         "--bn-momentum",
         type=float,
-        help="backbone BatchNorm momentum (default: 0.99 with --weights none)",
+        help=f"backbone BatchNorm momentum (default: {SCRATCH_BN_MOMENTUM:g} with --weights none)",
     )
     p.add_argument("--no-metadata", action="store_true", help="image only, no age/sex/site branch")
     p.add_argument(
@@ -196,9 +210,10 @@ def resolve_config(args: argparse.Namespace) -> RunConfig:
     if args.drop_missing_age or args.keep_missing_age:
         cfg.data.drop_missing_age = args.drop_missing_age
     if cfg.model.weights == "none" and cfg.model.bn_momentum is None:
-        cfg.model.bn_momentum = 0.99
+        cfg.model.bn_momentum = SCRATCH_BN_MOMENTUM
         cfg.notes.append(
-            "training from scratch: backbone BatchNorm momentum lowered to 0.99 (docs/design.md)"
+            f"training from scratch: backbone BatchNorm momentum lowered to "
+            f"{SCRATCH_BN_MOMENTUM:g} (docs/design.md)"
         )
     _validate(cfg)
     return cfg
