@@ -167,9 +167,8 @@ def mse_range(values: np.ndarray, low: float, high: float) -> tuple[float, float
     """The range, among the min/max range ``[low, high]`` scaled by :data:`CLIP_FACTORS`, whose
     int8 quantization of ``values`` has the least mean squared error.
 
-    Clipping a few outliers buys a finer step for every other value. On the 160-px run this
-    alone took the calibrated fake-quant model from 53 to 38 of 998 test answers differing from
-    the float model's (benchmarks/results/int8_sensitivity_ham10000_mnv3_160.md has the rest).
+    Clipping a few outliers buys a finer step for every other value; what it bought on the real
+    run is measured in benchmarks/results/int8_sensitivity_ham10000_mnv3_160.md.
     """
     best, best_range = np.inf, (low, high)
     for factor in CLIP_FACTORS:
@@ -355,9 +354,8 @@ def _inference_mode_layers(qat_model: tf_keras.Model) -> tuple[int, int]:
     (inference statistics, which the converter folds into the convolutions) and Dropout off.
 
     Dropout matters for distillation: a student dropping half its attention features while
-    its teacher drops none is fitted to a different function than the file computes. On the
-    160-px run (2 epochs, lr 1e-5) the student's training-batch agreement with its teacher was
-    90.4% / 90.8% per epoch with Dropout on, 94.8% / 95.6% with it off.
+    its teacher drops none is fitted to a different function than the file computes (measured:
+    reports/int8.md, section 7).
 
     Returns:
         How many BatchNormalization and Dropout layers were changed.
@@ -385,9 +383,8 @@ class _Trainer(tf_keras.Model):
     The student runs with ``training=False``: every fake-quant op keeps the range
     :func:`calibrate` set (tfmot would otherwise move each range towards the batch min/max by an
     EMA, undoing the least-squares ranges) while the weights learn through the straight-through
-    gradient; BatchNorm uses its inference statistics and Dropout is off, as in the file. On the
-    160-px run (2 epochs) fixed ranges left 21 of 998 test answers differing from the float
-    model's, EMA ranges 38; on the validation split the two were level (96.2% and 96.5%).
+    gradient; BatchNorm uses its inference statistics and Dropout is off, as in the file (fixed
+    against EMA ranges, measured: reports/int8.md, section 7).
 
     The loss per example is ``w_y * H(target, p_student)``, ``w_y`` the class weight of the
     true label (1 without weights); calling the model calls the student. The epoch's logs hold
