@@ -34,6 +34,7 @@ from mobile_skin.bench_models import (
     count_flops,
 )
 from mobile_skin.fileio import sha256_file, write_json
+from mobile_skin.formats import FORMATS, file_kind
 
 #: What each kind of file depends on: ``module`` (its whole source) or ``module.function``.
 _COMMON = ("model", "soft_attention", "spec", "encoding")
@@ -41,8 +42,8 @@ _EDGE = ("edge_model", "keras_graph", "export_tflite")
 CODE: dict[str, tuple[str, ...]] = {
     "keras": _COMMON,
     "facts": (*_COMMON, "export_tflite", "bench_models.count_flops"),
-    "tflite": (*_COMMON, *_EDGE, "export._export_tflite"),
-    "onnx": (*_COMMON, *_EDGE, "export_onnx", "export._export_onnx"),
+    "tflite": (*_COMMON, *_EDGE, "formats", "export.convert", "export._write_tflite"),
+    "onnx": (*_COMMON, *_EDGE, "export_onnx", "formats", "export.convert", "export._write_onnx"),
 }
 #: What int8 files depend on besides: the calibration draw and the preprocessing.
 INT8_CODE = ("calibration", "pipeline")
@@ -157,7 +158,7 @@ class ModelFiles:
 
     def _key_for(self, what: str) -> dict:
         """The cache key of ``what`` (``keras``, ``facts`` or a runtime)."""
-        code = CODE[what.split("_")[0]]
+        code = CODE[what if what == "facts" else file_kind(what)]
         key = {**self._key, "file": what}
         if what.endswith("int8"):
             code += INT8_CODE
@@ -176,7 +177,7 @@ class ModelFiles:
 
     def _cached(self, what: str, make: Callable[[Path], None]) -> Path:
         entry = self._entry(what)
-        target = entry / f"model{SUFFIX.get(what, '.onnx')}"
+        target = entry / f"model{SUFFIX[what]}"
         if self._hit(entry, what) and target.is_file():
             return target
         entry.mkdir(parents=True, exist_ok=True)
@@ -220,15 +221,13 @@ class ModelFiles:
 
     def _convert(self, runtime: str, target: Path) -> None:
         """The exporter's conversion (mobile_skin.export), written to ``target``."""
-        from mobile_skin import edge_model, export
-        from mobile_skin.export_onnx import DEFAULT_OPSET
+        from mobile_skin import export
 
-        kind, mode = export.FORMATS[runtime]
-        samples = self.calibration.samples(self.model.spec, self.log) if mode == "int8" else None
-        edge = self._edge_model()
-        if kind == "tflite":
-            # export.export_and_verify keeps the head in float for tflite_int8 (edge_model).
-            float_ops = edge_model.INT8_FLOAT_OPS if runtime == "tflite_int8" else ()
-            export._export_tflite(edge, self.model.spec, mode, samples, target, float_ops)
-        else:
-            export._export_onnx(edge, self.model.spec, mode, samples, target, DEFAULT_OPSET)
+        int8 = FORMATS[runtime].mode == "int8"
+        samples = self.calibration.samples(self.model.spec, self.log) if int8 else None
+        # Post-training int8 of an untrained or trained model, head float as in every export;
+        # no fine-tuning and no logit correction (the benchmark times the graph, not its answers).
+        export.convert(
+            runtime, self._edge_model(), self.model.spec, samples, target,
+            quantization_aware=False,
+        )  # fmt: skip

@@ -20,6 +20,7 @@ from mobile_skin.bench_report import CONVERT_FAILED, RUN_FAILED, BenchRow
 from mobile_skin.bench_worker import RESULT_TAG
 from mobile_skin.config import TrainConfig
 from mobile_skin.encoding import CLASSES
+from mobile_skin.formats import file_kind
 
 #: Training batch size (the paper's) and optimiser settings (Adam, the paper's lr and epsilon).
 TRAIN_BATCH = 32
@@ -115,7 +116,7 @@ def measure(
         row.load_1m = os.getloadavg()[0]
         job = dict(
             task="infer",
-            runtime=runtime.split("_")[0],
+            runtime=file_kind(runtime),
             file=str(file),
             threads=threads,
             image_size=model.image_size,

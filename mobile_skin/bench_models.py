@@ -18,11 +18,13 @@ import numpy as np
 import pandas as pd
 
 from mobile_skin.encoding import CLASSES, MetadataEncoding
+from mobile_skin.formats import FORMATS, KERAS, benchmarked
 from mobile_skin.spec import ModelSpec
 
-#: Runtimes, in table order: Keras, then the four exported formats (named as in ``export/``).
-RUNTIMES: tuple[str, ...] = ("keras", "tflite_fp32", "tflite_int8", "onnx_fp32", "onnx_int8")
-SUFFIX = {"keras": ".keras", "tflite_fp32": ".tflite", "tflite_int8": ".tflite"}
+#: Runtimes, in table order: Keras, then the benchmarked export formats (named as in ``export/``;
+#: :data:`mobile_skin.formats.FORMATS`), and each one's file suffix.
+RUNTIMES: tuple[str, ...] = benchmarked()
+SUFFIX = {KERAS: ".keras", **{name: FORMATS[name].suffix for name in RUNTIMES[1:]}}
 #: The paper's names of the registry's backbones.
 PAPER_NAMES = {
     "mobilenet_v3_large_240": "MobileNetV3Large[:240]",

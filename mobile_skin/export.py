@@ -29,6 +29,7 @@ import numpy as np
 from mobile_skin import calibration, edge_model, parity
 from mobile_skin.errors import UserError
 from mobile_skin.fileio import atomic_path, write_bytes
+from mobile_skin.formats import FORMATS
 from mobile_skin.machine import int8_speed_note
 from mobile_skin.model import load_model
 from mobile_skin.parity import ParityRow
@@ -37,15 +38,8 @@ from mobile_skin.runtime import KerasRuntime, load_runtime
 from mobile_skin.spec import ModelSpec
 from mobile_skin.splits import subset
 
-#: Export format -> (file kind, conversion mode). The names are the ``export/`` directory names.
-FORMATS: dict[str, tuple[str, str]] = {
-    "tflite_fp32": ("tflite", "fp32"),
-    "tflite_fp16": ("tflite", "fp16"),
-    "tflite_dynamic": ("tflite", "dynamic"),
-    "tflite_int8": ("tflite", "int8"),
-    "onnx_fp32": ("onnx", "fp32"),
-    "onnx_int8": ("onnx", "int8"),
-}
+__all__ = ["FORMATS", "convert", "export_and_verify", "export_formats", "model_path"]
+
 MODEL_STEM = "model"
 FAILED_TAG = "FAILED"
 
@@ -54,9 +48,8 @@ Log = Callable[[str], None]
 
 def model_path(paths: RunPaths, fmt: str, *, failed: bool = False) -> Path:
     """``<run>/export/<fmt>/model.<ext>``, or ``model.FAILED.<ext>`` for a model that failed."""
-    kind, _ = FORMATS[fmt]
     stem = f"{MODEL_STEM}.{FAILED_TAG}" if failed else MODEL_STEM
-    return paths.export(fmt) / f"{stem}.{kind}"
+    return paths.export(fmt) / f"{stem}{FORMATS[fmt].suffix}"
 
 
 def export_and_verify(run_dir: str | os.PathLike | None, fmt: str, **options) -> ParityRow:
@@ -117,8 +110,9 @@ def export_formats(
     unknown = [f for f in formats if f not in FORMATS]
     if unknown:
         raise UserError(f"unknown export format {unknown[0]!r}; choose from {', '.join(FORMATS)}")
-    kinds = {FORMATS[f][0] for f in formats}
-    int8 = any(FORMATS[f][1] == "int8" for f in formats)
+    kinds = {FORMATS[f].runtime for f in formats}
+    int8 = any(FORMATS[f].mode == "int8" for f in formats)
+    qat = [f for f in formats if FORMATS[f].qat]
     paths = resolve_run(run_dir)
     if not paths.best_model.is_file():
         raise UserError(f"{paths.best_model}: model file not found (did training finish?)")
@@ -129,7 +123,7 @@ def export_formats(
         for key, value in (("epochs", qat_epochs), ("learning_rate", qat_learning_rate))
         if value is not None
     }
-    if qat_options and "tflite_int8" not in formats:
+    if qat_options and not qat:
         raise UserError("--qat-epochs and --qat-lr only apply with --int8 (or --qat)")
     if (qat_epochs is not None and qat_epochs < 0) or (
         qat_learning_rate is not None and not qat_learning_rate > 0
@@ -164,11 +158,11 @@ def export_formats(
             train, spec, calibration_samples, cfg.data.seed, log=log
         )
     qat_data = None
-    if "tflite_int8" in formats:
+    if qat:
         from mobile_skin.qat import QatData
 
         qat_data = QatData.from_config(
-            cfg, spec, train, subset(frame, split, "val"), paths.export("tflite_int8")
+            cfg, spec, train, subset(frame, split, "val"), paths.export(qat[0])
         )
         qat_options["calibration_samples"] = calibration_samples
     return [
@@ -200,10 +194,10 @@ def _export_one(
     qat_data=None,
     qat_options=None,
 ):
-    kind, mode = FORMATS[fmt]
+    mode = FORMATS[fmt].mode
     edge = float_edge = edge_model.to_edge_model(model)
     extra: dict = {}
-    if fmt == "tflite_int8":
+    if FORMATS[fmt].qat:
         from mobile_skin import qat
 
         edge, lines = qat.quantize_aware(qat_data, edge, log=log, **(qat_options or {}))
@@ -216,13 +210,7 @@ def _export_one(
         stale.unlink(missing_ok=True)
     start = time.perf_counter()
     log(f"converting {paths.best_model} to {fmt} ...")
-    if kind == "tflite":
-        float_ops = edge_model.INT8_FLOAT_OPS if mode == "int8" else ()
-        info = _export_tflite(
-            edge, spec, mode, samples, target, float_ops, fmt == "tflite_int8", float_edge
-        )
-    else:
-        info = _export_onnx(edge, spec, mode, samples, target, opset)
+    info = convert(fmt, edge, spec, samples, target, opset=opset, float_model=float_edge)
     info.update(extra)
     if mode == "int8":
         info.setdefault("calibration", {})["samples"] = len(samples)
@@ -282,7 +270,40 @@ def _finish(row: ParityRow, target: Path, spec: ModelSpec) -> None:
     row.size_bytes, row.size_mb = final.size_bytes, final.size_mb
 
 
-def _export_tflite(
+def convert(
+    fmt: str,
+    model,
+    spec: ModelSpec,
+    samples,
+    target: Path,
+    *,
+    opset: int | None = None,
+    float_model=None,
+    quantization_aware: bool | None = None,
+) -> dict:
+    """Convert ``model`` (an edge model, :func:`mobile_skin.edge_model.to_edge_model`) to format
+    ``fmt`` and write it to ``target``; return its quantization details.
+
+    The table (:data:`mobile_skin.formats.FORMATS`) decides the converter, the mode and whether
+    the head stays float. Args beyond it: ``samples``, the int8 calibration samples;
+    ``opset``, ONNX's (default :data:`mobile_skin.export_onnx.DEFAULT_OPSET`); ``float_model``,
+    the float model an int8 TFLite file's logit shift is corrected against (None: no
+    correction); ``quantization_aware``, whether ``model`` carries QAT ranges (default: the
+    table's ``qat``).
+    """
+    f = FORMATS[fmt]
+    if f.runtime == "tflite":
+        float_ops = edge_model.INT8_FLOAT_OPS if f.float_head else ()
+        qat = f.qat if quantization_aware is None else quantization_aware
+        return _write_tflite(model, spec, f.mode, samples, target, float_ops, qat, float_model)
+    if opset is None:
+        from mobile_skin.export_onnx import DEFAULT_OPSET
+
+        opset = DEFAULT_OPSET
+    return _write_onnx(model, spec, f.mode, f.float_head, samples, target, opset)
+
+
+def _write_tflite(
     model, spec, mode, samples, target: Path, float_ops=(), qat=False, float_model=None
 ) -> dict:
     """Convert, correct an int8 file's head for the mean logit shift (against ``float_model`` on
@@ -303,7 +324,7 @@ def _export_tflite(
     return info
 
 
-def _export_onnx(model, spec, mode, samples, target: Path, opset: int) -> dict:
+def _write_onnx(model, spec, mode, float_head: bool, samples, target: Path, opset: int) -> dict:
     import onnx
 
     from mobile_skin.export_onnx import (
@@ -315,7 +336,7 @@ def _export_onnx(model, spec, mode, samples, target: Path, opset: int) -> dict:
 
     # The ops the TFLite int8 export keeps in float (the head) stay float here too, for the same
     # reason (int8 logits tie; see mobile_skin.edge_model).
-    float_ops = onnx_float_ops(edge_model.INT8_FLOAT_OPS) if mode == "int8" else ()
+    float_ops = onnx_float_ops(edge_model.INT8_FLOAT_OPS) if float_head else ()
     proto = convert_onnx(model, spec, opset)
     with atomic_path(target) as tmp:
         if mode == "int8":

@@ -24,6 +24,7 @@ import argparse
 from mobile_skin.calibration import DEFAULT_SAMPLES
 from mobile_skin.config import QAT_EPOCHS, QAT_LEARNING_RATE
 from mobile_skin.errors import UserError, cli
+from mobile_skin.formats import FORMATS, formats_of
 
 TFLITE_DESCRIPTION = (
     "Convert a training run's model to TFLite and gate it on accuracy parity with Keras."
@@ -56,13 +57,8 @@ def parse_tflite_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="python export/to_tflite.py", description=TFLITE_DESCRIPTION)
     add_shared_arguments(p)
     mode = p.add_mutually_exclusive_group()
-    for name, text in (
-        ("fp32", "float32, no optimisation (default)"),
-        ("fp16", "float16 weights"),
-        ("dynamic", "dynamic-range quantization (int8 weights)"),
-        ("int8", "full integer, quantization-aware (see --qat-epochs); float32 input/output"),
-    ):
-        mode.add_argument(f"--{name}", dest="mode", action="store_const", const=name, help=text)
+    for f in formats_of("tflite"):
+        mode.add_argument(f.flag, dest="format", action="store_const", const=f.name, help=f.help)
     p.add_argument("--qat", action="store_true", help="the same as --int8 (kept for old scripts)")
     p.add_argument(
         "--qat-epochs",
@@ -77,10 +73,13 @@ def parse_tflite_args(argv: list[str] | None = None) -> argparse.Namespace:
         help=f"with --int8: Adam learning rate (default {QAT_LEARNING_RATE:g})",
     )
     args = p.parse_args(argv)
-    if args.qat and args.mode not in (None, "int8"):
-        raise UserError(f"--qat converts to int8; it cannot be combined with --{args.mode}")
+    qat = next(f for f in formats_of("tflite") if f.qat)
+    if args.qat and args.format not in (None, qat.name):
+        flag = FORMATS[args.format].flag
+        raise UserError(f"--qat converts to int8; it cannot be combined with {flag}")
     if args.qat:
-        args.mode = "int8"
+        args.format = qat.name
+    args.format = args.format or formats_of("tflite")[0].name
     return args
 
 
@@ -90,10 +89,9 @@ def tflite_main(argv: list[str] | None = None) -> int:
     from mobile_skin.export import export_and_verify
     from mobile_skin.parity import exit_status
 
-    fmt = f"tflite_{args.mode or 'fp32'}"
     row = export_and_verify(
         args.run,
-        fmt,
+        args.format,
         calibration_samples=args.calibration_samples,
         verify=not args.no_verify,
         data_dir=args.data,
@@ -112,13 +110,12 @@ def parse_onnx_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="ONNX opset (default: the exporter's; checked against what the installed tf2onnx "
         "writes before converting)",
     )
-    p.add_argument(
-        "--int8",
-        action="store_true",
-        help="static int8 quantization (QDQ: uint8 activations with least-squares ranges, int8 "
-        "per-channel weights, float head with its logit shift corrected)",
-    )
-    return p.parse_args(argv)
+    default, *others = formats_of("onnx")
+    for f in others:
+        p.add_argument(f.flag, dest="format", action="store_const", const=f.name, help=f.help)
+    args = p.parse_args(argv)
+    args.format = args.format or default.name
+    return args
 
 
 @cli
@@ -129,7 +126,7 @@ def onnx_main(argv: list[str] | None = None) -> int:
 
     row = export_and_verify(
         args.run,
-        "onnx_int8" if args.int8 else "onnx_fp32",
+        args.format,
         opset=args.opset,
         calibration_samples=args.calibration_samples,
         verify=not args.no_verify,

@@ -30,9 +30,11 @@ import tensorflow as tf
 import tf_keras
 
 from mobile_skin.errors import UserError
+from mobile_skin.formats import formats_of
 from mobile_skin.spec import IMAGE_INPUT, METADATA_INPUT, OUTPUT, ModelSpec
 
-TFLITE_MODES = ("fp32", "fp16", "dynamic", "int8")
+#: The conversion modes of the TFLite formats (:data:`mobile_skin.formats.FORMATS`).
+TFLITE_MODES = tuple(f.mode for f in formats_of("tflite"))
 #: The batch size baked into exported TFLite files (see the module docstring).
 TFLITE_BATCH = 1
 

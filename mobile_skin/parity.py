@@ -58,6 +58,7 @@ import numpy as np
 import pandas as pd
 
 from mobile_skin.fileio import atomic_path, write_json, write_text
+from mobile_skin.formats import FORMATS
 from mobile_skin.machine import describe
 from mobile_skin.parity_stats import (
     BOOTSTRAP_RESAMPLES,
@@ -117,15 +118,10 @@ EIGHT_BIT = Tolerance(
     max_sensitivity_drop=0.05,
 )
 
+#: The rules by name, as :data:`mobile_skin.formats.FORMATS` assigns them.
+RULES: dict[str, Tolerance] = {"float": FLOAT, "fp16": FP16, "8bit": EIGHT_BIT}
 #: THE tolerance table, one entry per export format (its keys are the format names).
-TOLERANCES: dict[str, Tolerance] = {
-    "tflite_fp32": FLOAT,
-    "tflite_fp16": FP16,
-    "tflite_dynamic": EIGHT_BIT,
-    "tflite_int8": EIGHT_BIT,
-    "onnx_fp32": FLOAT,
-    "onnx_int8": EIGHT_BIT,
-}
+TOLERANCES: dict[str, Tolerance] = {name: RULES[f.rule] for name, f in FORMATS.items()}
 ROW_ORDER = (KERAS, *TOLERANCES)
 
 

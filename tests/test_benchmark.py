@@ -28,17 +28,17 @@ POSITIVE = ("latency_median_ms", "latency_p90_ms", "latency_mean_ms", "params", 
 def quick(tmp_path_factory):
     """``--quick`` at 64 px, one thread, with ONNX int8 conversion made to fail."""
     out = tmp_path_factory.mktemp("bench")
-    original = export._export_onnx
+    original = export.convert
 
-    def failing_int8(model, spec, mode, *args, **kwargs):
-        if mode == "int8":
+    def failing_int8(fmt, *args, **kwargs):
+        if fmt == "onnx_int8":
             raise RuntimeError("simulated conversion failure")
-        return original(model, spec, mode, *args, **kwargs)
+        return original(fmt, *args, **kwargs)
 
     args = ["--quick", "--image-size", "64", "--threads", "1", "--out", str(out / "results"),
             "--cache-dir", str(out / "cache"), "--calibration-samples", "8"]  # fmt: skip
     with pytest.MonkeyPatch.context() as mp:
-        mp.setattr(export, "_export_onnx", failing_int8)
+        mp.setattr(export, "convert", failing_int8)
         assert benchmark.main(args) == 1  # rows failed: written, and said with a non-zero exit
         cache = {p: p.stat().st_mtime_ns for p in (out / "cache").rglob("model.*")}
         assert benchmark.main([*args, "--convert-only"]) == 0  # second run: from the cache

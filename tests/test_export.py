@@ -40,7 +40,7 @@ def run_script(name: str, *argv: str) -> int:
 @pytest.mark.parametrize("fmt", EXPORTED)
 def test_each_format_exports_runs_and_is_gated(fmt, smoke_run, exported):
     row = exported(fmt)
-    kind, mode = FORMATS[fmt]
+    kind, mode = FORMATS[fmt].runtime, FORMATS[fmt].mode
     path = model_path(smoke_run, fmt, failed=row.status == FAIL)
     assert path.is_file() and row.file == path.name
     assert not model_path(smoke_run, fmt, failed=row.status != FAIL).exists()
