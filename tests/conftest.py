@@ -60,3 +60,19 @@ def model_files(smoke_run, exported) -> dict[str, Path]:
         "tflite": smoke_run.export("tflite_fp32") / "model.tflite",
         "onnx": smoke_run.export("onnx_fp32") / "model.onnx",
     }
+
+
+@pytest.fixture
+def run_cli(capsys):
+    """Call a command's ``main(argv)`` as the shell would: return (exit code, stdout, stderr),
+    with the exit code of a ``SystemExit`` (one-line errors) as well as a returned one."""
+
+    def run(main, argv):
+        try:
+            code = main(argv)
+        except SystemExit as stop:
+            code = stop.code
+        out = capsys.readouterr()
+        return code, out.out, out.err
+
+    return run

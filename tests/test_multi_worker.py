@@ -8,6 +8,7 @@ kill), so they are marked slow.
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import re
@@ -97,13 +98,10 @@ def tree(root: Path) -> set[str]:
 # -- without a cluster -----------------------------------------------------------------------
 
 
-def run_main(args, capsys):
-    try:
-        code = train.main(args)
-    except SystemExit as stop:
-        code = stop.code
-    out = capsys.readouterr()
-    return code, out.out, out.err
+@pytest.fixture
+def run_main(run_cli):
+    """train.main(argv) -> (exit code, stdout, stderr)."""
+    return functools.partial(run_cli, train.main)
 
 
 @pytest.mark.parametrize(
@@ -121,7 +119,7 @@ def run_main(args, capsys):
     ],
 )  # fmt: skip
 def test_multi_worker_without_a_valid_tf_config_is_one_line(
-    value, message, synthetic_root, tmp_path, monkeypatch, capsys
+    value, message, synthetic_root, tmp_path, monkeypatch, run_main
 ):
     if value is None:
         monkeypatch.delenv("TF_CONFIG", raising=False)
@@ -129,24 +127,24 @@ def test_multi_worker_without_a_valid_tf_config_is_one_line(
         monkeypatch.setenv("TF_CONFIG", value)
     out = tmp_path / "r"
     code, stdout, err = run_main(["--data", str(synthetic_root), *FLAGS, "--strategy",
-                                  "multi_worker", "--out", str(out)], capsys)  # fmt: skip
+                                  "multi_worker", "--out", str(out)])  # fmt: skip
     assert code == EXIT_USAGE
     assert err.startswith(f"error: {message}") and err.count("\n") == 1, err
     assert "Traceback" not in err and "epoch 1/" not in stdout
     assert not out.exists()  # refused before anything was written
 
 
-def test_multi_worker_needs_out_and_refuses_resume(synthetic_root, tmp_path, monkeypatch, capsys):
+def test_multi_worker_needs_out_and_refuses_resume(synthetic_root, tmp_path, monkeypatch, run_main):
     monkeypatch.setenv("TF_CONFIG", tf_config([12345], 0))
     code, _, err = run_main(["--data", str(synthetic_root), *FLAGS, "--strategy",
-                             "multi_worker"], capsys)  # fmt: skip
+                             "multi_worker"])  # fmt: skip
     assert code == EXIT_USAGE and "--strategy multi_worker needs --out" in err
     run = tmp_path / "r"
     run.mkdir()
     cfg = RunConfig()
     cfg.train.strategy = "multi_worker"
     cfg.save(run / "config.json")
-    code, _, err = run_main(["--resume", "--out", str(run)], capsys)
+    code, _, err = run_main(["--resume", "--out", str(run)])
     assert code == EXIT_USAGE and "continues when every worker reruns its own command" in err
 
 

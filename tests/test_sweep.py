@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import shutil
 
@@ -18,13 +19,10 @@ TINY = ["--preset", "smoke", "--weights", "none", "--image-size", "32", "--epoch
         "--steps-per-epoch", "1", "--batch-size", "8"]  # fmt: skip
 
 
-def run_main(args, capsys):
-    try:
-        code = sweep.main(args)
-    except SystemExit as stop:
-        code = stop.code
-    out = capsys.readouterr()
-    return code, out.out, out.err
+@pytest.fixture
+def run_main(run_cli):
+    """sweep.main(argv) -> (exit code, stdout, stderr)."""
+    return functools.partial(run_cli, sweep.main)
 
 
 @pytest.mark.parametrize(
@@ -37,9 +35,8 @@ def run_main(args, capsys):
         ("230,240,230", "--cuts: 230 is listed twice"),
     ],
 )
-def test_bad_cuts_are_one_line(cuts, message, tmp_path, capsys):
-    code, _, err = run_main(["--cuts", cuts, "--out", str(tmp_path / "s"), "--", "--data", "d"],
-                            capsys)  # fmt: skip
+def test_bad_cuts_are_one_line(cuts, message, tmp_path, run_main):
+    code, _, err = run_main(["--cuts", cuts, "--out", str(tmp_path / "s"), "--", "--data", "d"])
     assert code == EXIT_USAGE
     assert err.startswith(f"error: {message}") and err.count("\n") == 1
     assert not (tmp_path / "s").exists()
@@ -53,9 +50,9 @@ def test_cuts_are_parsed_and_bounded():
             sweep.check_cuts([cut], 263)
 
 
-def test_a_cut_beyond_the_backbone_is_refused_before_training(tmp_path, capsys):
+def test_a_cut_beyond_the_backbone_is_refused_before_training(tmp_path, run_main):
     code, _, err = run_main(["--cuts", "240,266", "--out", str(tmp_path / "s"), "--", "--data",
-                             str(tmp_path)], capsys)  # fmt: skip
+                             str(tmp_path)])  # fmt: skip
     assert code == EXIT_USAGE
     assert "--cuts: 266 is outside 2..263 (MobileNetV3Large without its top has 263 layers)" in err
     assert not (tmp_path / "s").exists()
@@ -137,8 +134,8 @@ def test_summary_lists_every_finished_cut(tmp_path):
     assert (out / "compare.png").is_file()
 
 
-def test_summary_of_nothing_is_one_line(tmp_path, capsys):
-    code, _, err = run_main(["--out", str(tmp_path), "--summary-only"], capsys)
+def test_summary_of_nothing_is_one_line(tmp_path, run_main):
+    code, _, err = run_main(["--out", str(tmp_path), "--summary-only"])
     assert code == EXIT_USAGE and "no finished cut_<N> run to summarise" in err
 
 

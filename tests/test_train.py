@@ -1,5 +1,6 @@
 """The training command: artifacts, refusal to overwrite, resume, bad input, GPU paths on CPU."""
 
+import functools
 import json
 import os
 import subprocess
@@ -18,14 +19,10 @@ from mobile_skin.run import RunPaths
 TINY = ["--preset", "smoke", "--weights", "none", "--image-size", "32"]
 
 
-def run_main(args, capsys):
-    """Run train.main; return (exit code, stdout, stderr)."""
-    try:
-        code = train.main(args)
-    except SystemExit as stop:
-        code = stop.code
-    out = capsys.readouterr()
-    return code, out.out, out.err
+@pytest.fixture
+def run_main(run_cli):
+    """train.main(argv) -> (exit code, stdout, stderr)."""
+    return functools.partial(run_cli, train.main)
 
 
 def test_smoke_run_writes_everything(smoke_run: RunPaths):
@@ -70,10 +67,8 @@ def test_smoke_run_writes_everything(smoke_run: RunPaths):
     assert model.input_names == ["image", "metadata"] and model.output_names == ["probs"]
 
 
-def test_existing_run_is_not_overwritten(smoke_run, synthetic_root, capsys):
-    code, _, err = run_main(
-        ["--data", str(synthetic_root), *TINY, "--out", str(smoke_run.root)], capsys
-    )
+def test_existing_run_is_not_overwritten(smoke_run, synthetic_root, run_main):
+    code, _, err = run_main(["--data", str(synthetic_root), *TINY, "--out", str(smoke_run.root)])
     assert code == EXIT_USAGE
     assert "run directory exists; pass --resume" in err and err.count("\n") == 1
 
@@ -90,7 +85,7 @@ class StopAfter(tf_keras.callbacks.Callback):
             raise KeyboardInterrupt
 
 
-def test_resume_continues_instead_of_restarting(synthetic_root, tmp_path, capsys):
+def test_resume_continues_instead_of_restarting(synthetic_root, tmp_path, run_main):
     out = tmp_path / "run"
     args = train.parse_args(["--data", str(synthetic_root), *TINY, "--epochs", "4",
                              "--steps-per-epoch", "3", "--out", str(out)])  # fmt: skip
@@ -100,7 +95,7 @@ def test_resume_continues_instead_of_restarting(synthetic_root, tmp_path, capsys
         train.train(cfg, paths, evaluate=False, extra_callbacks=[StopAfter(3)], log=lambda m: None)
     split_before = paths.split.read_text()
     assert len(pd.read_csv(paths.history)) == 3  # epoch 3 finished but was not checkpointed
-    code, stdout, _ = run_main(["--resume", "--out", str(out), "--no-eval"], capsys)
+    code, stdout, _ = run_main(["--resume", "--out", str(out), "--no-eval"])
     assert code == 0
     assert "continuing at epoch 3 of 4" in stdout
     assert stdout.count("epoch 3/4:") == 1 and "epoch 1/4:" not in stdout
@@ -165,24 +160,24 @@ def test_config_from_an_older_version_keeps_its_behaviour():
         (["--preset", "huge"], "unknown --preset 'huge'"),
     ],
 )
-def test_bad_input_is_one_line_before_training(args, message, synthetic_root, tmp_path, capsys):
+def test_bad_input_is_one_line_before_training(args, message, synthetic_root, tmp_path, run_main):
     base = ["--data", str(synthetic_root), *TINY, "--out", str(tmp_path / "r"), "--no-eval"]
-    code, stdout, err = run_main(base + args, capsys)
+    code, stdout, err = run_main(base + args)
     assert code == EXIT_USAGE
     assert message in err and err.count("\n") == 1 and "Traceback" not in err
     assert "epoch 1/" not in stdout
 
 
-def test_missing_data_flag(capsys):
-    code, _, err = run_main(["--preset", "smoke"], capsys)
+def test_missing_data_flag(run_main):
+    code, _, err = run_main(["--preset", "smoke"])
     assert code == EXIT_USAGE and "--data is required" in err
 
 
 @pytest.mark.parametrize("flag", ["--mixed-precision", "--xla"])
-def test_gpu_paths_run_on_cpu(flag, synthetic_root, tmp_path, capsys):
+def test_gpu_paths_run_on_cpu(flag, synthetic_root, tmp_path, run_main):
     code, stdout, _ = run_main(["--data", str(synthetic_root), *TINY, "--epochs", "1",
                                 "--steps-per-epoch", "2", flag, "--out", str(tmp_path / "r"),
-                                "--no-eval"], capsys)  # fmt: skip
+                                "--no-eval"])  # fmt: skip
     assert code == 0
     assert ("mixed precision on" if flag == "--mixed-precision" else "XLA on") in stdout
     model = tf_keras.models.load_model(tmp_path / "r" / "best.keras", compile=False)
@@ -230,7 +225,7 @@ def test_validation_report_is_written_beside_the_test_one(smoke_run, capsys):
     assert "val: accuracy" in capsys.readouterr().out
 
 
-def test_config_file_starts_a_run_and_flags_override_it(tmp_path, capsys):
+def test_config_file_starts_a_run_and_flags_override_it(tmp_path, run_main):
     """--config FILE: a saved config.json is the starting point, switches included; a flag
     given overrides it; --preset beside it is refused in one line."""
     first = train.resolve_config(
@@ -258,7 +253,7 @@ def test_config_file_starts_a_run_and_flags_override_it(tmp_path, capsys):
     assert changed.train.epochs == 5 and changed.data.data_dir == "other"
     assert changed.model.use_metadata is False and changed.train.class_weights is False
     assert changed.train.learning_rate == 0.01 and changed.preset == "smoke"
-    code, _, err = run_main(["--config", str(saved), "--preset", "paper"], capsys)
+    code, _, err = run_main(["--config", str(saved), "--preset", "paper"])
     assert code != 0 and err.strip().count("\n") == 0 and "--config and --preset" in err
-    code, _, err = run_main(["--config", str(tmp_path / "missing.json")], capsys)
+    code, _, err = run_main(["--config", str(tmp_path / "missing.json")])
     assert code != 0 and "missing.json: config not found" in err
