@@ -47,7 +47,7 @@ from mobile_skin.bench_models import (
 from mobile_skin.bench_report import OK, BenchRow
 from mobile_skin.calibration import DEFAULT_SAMPLES
 from mobile_skin.encoding import CLASSES, MetadataEncoding
-from mobile_skin.errors import UserError, cli
+from mobile_skin.errors import UserError, cli, thread_count
 
 #: Training images of the HAM10000 grouped split (runs/ham10000_mnv3_160/split.csv), used for
 #: seconds per epoch when no run is given.
@@ -88,17 +88,18 @@ def _names(values: list[str] | None, allowed, flag: str) -> list[str] | None:
 
 
 def parse_threads(text: str) -> list[int]:
-    """``"1,all"`` -> ``[1, os.cpu_count()]`` (duplicates dropped)."""
-    out = []
-    for part in text.split(","):
-        part = part.strip()
-        if part == "all":
-            out.append(os.cpu_count() or 1)
-        elif part.isdigit() and int(part) >= 1:
-            out.append(int(part))
-        else:
-            raise UserError(f"--threads {text!r}: use positive integers or 'all', e.g. 1,all")
-    return list(dict.fromkeys(out))
+    """``"1,all"`` -> ``[1, os.cpu_count()]`` (duplicates dropped); each part as
+    :func:`mobile_skin.errors.thread_count` reads ``--threads`` in every command."""
+    try:
+        return list(dict.fromkeys(thread_count(part) for part in text.split(",")))
+    except ValueError:
+        raise UserError(f"--threads {text!r}: use positive integers or 'all', e.g. 1,all") from None
+
+
+def _run_dir(positional: str | None, flag: str | None) -> str | None:
+    if positional and flag and positional != flag:
+        raise UserError(f"two runs given: {positional} and --run {flag}; give one")
+    return positional or flag
 
 
 def parse_args(argv: list[str] | None = None) -> Settings:
@@ -108,10 +109,17 @@ def parse_args(argv: list[str] | None = None) -> Settings:
     p = argparse.ArgumentParser(
         prog="python benchmarks/latency.py", description=__doc__.splitlines()[0]
     )
-    p.add_argument("--run", help="training run whose model is measured too (its own input size)")
+    p.add_argument(
+        "run",
+        nargs="?",
+        help="training run whose model is measured too, at its own input size (or --run RUN)",
+    )
+    p.add_argument("--run", dest="run_flag", metavar="RUN", help="the same as the positional RUN")
     p.add_argument("--models", nargs="+", help=f"backbones (default all: {', '.join(BACKBONES)})")
     p.add_argument("--runtimes", nargs="+", help=f"runtimes (default all: {', '.join(RUNTIMES)})")
-    p.add_argument("--threads", default="1,all", help="thread counts, e.g. 1,all (default)")
+    p.add_argument(
+        "--threads", default="1,all", help="thread counts, each N or all, e.g. 1,all (default)"
+    )
     p.add_argument("--quick", action="store_true", help="MobileNetV3 rows only, few iterations")
     p.add_argument(
         "--image-size",
@@ -147,7 +155,7 @@ def parse_args(argv: list[str] | None = None) -> Settings:
     if args.timeout <= 0:
         raise UserError(f"--timeout must be positive, got {args.timeout}")
     return Settings(
-        run=args.run,
+        run=_run_dir(args.run, args.run_flag),
         models=models,
         runtimes=_names(args.runtimes, RUNTIMES, "--runtimes") or list(RUNTIMES),
         threads=parse_threads(args.threads),

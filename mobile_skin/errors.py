@@ -3,12 +3,14 @@
 Everything a user can get wrong (a missing file, a bad flag, a corrupt image) raises
 :class:`UserError` with a message that names the file, row or flag. Command-line entry points wrap
 their ``main`` in :func:`cli`, which prints ``error: <message>`` on one line and exits non-zero,
-instead of a traceback.
+instead of a traceback. :func:`thread_count` is the one reading of ``--threads`` (``N`` or
+``all``) for every command.
 """
 
 from __future__ import annotations
 
 import functools
+import os
 import sys
 from collections.abc import Callable
 from typing import TypeVar
@@ -38,3 +40,17 @@ def cli(main: F) -> F:
             sys.exit(130)
 
     return wrapper  # type: ignore[return-value]
+
+
+def thread_count(text: str) -> int:
+    """``--threads`` as every command reads it: a positive integer, or ``all`` (every core).
+
+    Raises:
+        ValueError: anything else (``argparse`` turns it into a one-line usage error).
+    """
+    text = str(text).strip()
+    if text == "all":
+        return os.cpu_count() or 1
+    if text.isdigit() and int(text) >= 1:
+        return int(text)
+    raise ValueError(f"not a thread count: {text!r} (use a positive integer or 'all')")

@@ -28,7 +28,7 @@ from pathlib import Path
 import numpy as np
 
 from mobile_skin.encoding import CLASS_NAMES, MAX_AGE, UNKNOWN
-from mobile_skin.errors import UserError, cli
+from mobile_skin.errors import UserError, cli, thread_count
 from mobile_skin.spec import IMAGE_INPUT, METADATA_INPUT, SPEC_FILE, ModelSpec
 
 TOP_K = 3
@@ -217,7 +217,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument(
         "--spec", help=f"model spec (default: {SPEC_FILE} beside the model, else inside it)"
     )
-    p.add_argument("--threads", type=int, help="CPU threads for TFLite/ONNX (default: library's)")
+    p.add_argument(
+        "--threads",
+        type=thread_count,
+        metavar="N|all",
+        help="CPU threads for TFLite/ONNX (default: the library's)",
+    )
     p.add_argument("--format", default="text", choices=FORMATS, help="output (default text)")
     args = p.parse_args(argv)
     batch = predict_images(

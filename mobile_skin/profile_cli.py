@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import argparse
 
-from mobile_skin.errors import UserError, cli
+from mobile_skin.errors import UserError, cli, thread_count
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -22,7 +22,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "per-segment and per-op time.",
     )
     p.add_argument("models", nargs="+", help=".tflite files")
-    p.add_argument("--threads", type=int, default=1, help="interpreter threads (default 1)")
+    p.add_argument(
+        "--threads",
+        type=thread_count,
+        default=1,
+        metavar="N|all",
+        help="interpreter threads (default 1)",
+    )
     p.add_argument("--runs", type=int, default=200, help="timed runs per measurement (default 200)")
     p.add_argument("--warmup", type=int, default=20, help="untimed runs first (default 20)")
     p.add_argument("--no-timing", action="store_true", help="ops and partitions only, no timing")

@@ -52,3 +52,27 @@ def test_console_script_is_installed():
     assert script.is_file(), "pip install -e . installs the mobile-skin entry point"
     done = subprocess.run([str(script), "--help"], capture_output=True, text=True, timeout=120)
     assert done.returncode == 0 and "export tflite" in done.stdout and done.stderr == ""
+
+
+def test_threads_mean_the_same_in_every_command():
+    import os
+
+    from mobile_skin import benchmark, profile_cli
+    from mobile_skin.errors import thread_count
+
+    assert thread_count("all") == (os.cpu_count() or 1) and thread_count("3") == 3
+    for bad in ("0", "-1", "x", ""):
+        with pytest.raises(ValueError):
+            thread_count(bad)
+    assert benchmark.parse_threads("1,all,1") == list(dict.fromkeys([1, os.cpu_count() or 1]))
+    assert profile_cli.parse_args(["m.tflite", "--threads", "all"]).threads == thread_count("all")
+
+
+def test_benchmark_takes_the_run_positionally_or_as_run(capsys):
+    from mobile_skin import benchmark
+
+    assert benchmark.parse_args(["runs/x", "--quick"]).run == "runs/x"
+    assert benchmark.parse_args(["--run", "runs/x", "--quick"]).run == "runs/x"
+    assert benchmark.parse_args(["--quick"]).run is None
+    with pytest.raises(Exception, match="two runs given"):
+        benchmark.parse_args(["runs/a", "--run", "runs/b"])
