@@ -100,8 +100,8 @@ def test_training_calibrates_the_run_and_exports_carry_it(smoke_run, exported):
 
 
 def test_calibrate_off_and_on_again(smoke_run, tmp_path):
-    """``--off`` restores the raw model; calibrating again refits from it, not from the
-    calibrated file (the temperature is the same, not squared)."""
+    """``--off`` restores the raw model; calibrating again refits from it and gives the same
+    temperature; a later refit starts from the kept raw model unless best.keras was replaced."""
     from mobile_skin.calibrate import main
 
     run = RunPaths(tmp_path / "run")
@@ -114,8 +114,10 @@ def test_calibrate_off_and_on_again(smoke_run, tmp_path):
     assert main([str(run.root)]) == 0
     again = ModelSpec.load(run.spec)
     assert ct.temperature_of(again) == pytest.approx(t, rel=1e-4)
-    assert main([str(run.root)]) == 0  # refits from the kept raw model
-    assert ct.temperature_of(ModelSpec.load(run.spec)) == pytest.approx(t, rel=1e-4)
+    # A second calibration would refit from the kept raw model, never from the calibrated one.
+    assert ct._raw_model_file(run, again) == run.root / ct.UNCALIBRATED_MODEL
+    run.best_model.write_bytes(run.best_model.read_bytes() + b" ")  # a new best.keras (--resume)
+    assert ct._raw_model_file(run, again) == run.best_model
 
 
 def test_calibrate_names_a_missing_run(tmp_path, capsys):

@@ -16,7 +16,8 @@ from mobile_skin import train
 from mobile_skin.errors import EXIT_USAGE
 from mobile_skin.run import RunPaths
 
-TINY = ["--preset", "smoke", "--weights", "none", "--image-size", "32"]
+#: A tiny model; calibration is tested on the session's smoke run (test_calibration_temperature).
+TINY = ["--preset", "smoke", "--weights", "none", "--image-size", "32", "--no-calibration"]
 
 
 @pytest.fixture
@@ -198,7 +199,8 @@ def test_mirrored_strategy_on_two_cpu_replicas(synthetic_root, tmp_path):
         train.main(["--data", {str(synthetic_root)!r}, "--preset", "smoke", "--weights", "none",
                     "--image-size", "32", "--epochs", "1", "--steps-per-epoch", "2",
                     "--batch-size", "8",
-                    "--strategy", "mirrored", "--out", {str(tmp_path / "r")!r}, "--no-eval"])
+                    "--strategy", "mirrored", "--out", {str(tmp_path / "r")!r}, "--no-eval",
+                    "--no-calibration"])
     """)
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
     done = subprocess.run(
