@@ -65,6 +65,11 @@ def _quiet_tensorflow_import() -> None:
             def exec_module(module):
                 with quiet_native_stderr():
                     execute(module)
+                # TensorFlow's Python warnings (tf.function retracing, deprecations) say nothing
+                # a user of these commands can act on; MOBILE_SKIN_VERBOSE=1 keeps them.
+                import logging
+
+                logging.getLogger("tensorflow").setLevel(logging.ERROR)
 
             spec.loader.exec_module = exec_module
             return spec

@@ -9,6 +9,7 @@ import sys
 SNIPPET = (
     "import mobile_skin, tensorflow as tf, numpy as np\n"
     "tf.config.list_physical_devices('GPU')\n"
+    "tf.get_logger().warning('a TensorFlow Python warning such as tf.function retracing')\n"
     "print(float(tf.reduce_sum(tf.constant(np.ones(3, 'float32')))))\n"
 )
 
@@ -33,3 +34,9 @@ def test_tensorflow_start_up_log_is_hidden_but_output_and_errors_are_not():
         capture_output=True, text=True, timeout=300,
     )  # fmt: skip
     assert failing.returncode == 1 and failing.stderr.strip().endswith("boom")
+
+
+def test_verbose_keeps_tensorflow_warnings():
+    loud = _run(MOBILE_SKIN_VERBOSE="1")
+    assert loud.returncode == 0 and loud.stdout.strip() == "3.0"
+    assert "tf.function retracing" in loud.stderr
