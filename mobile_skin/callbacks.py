@@ -110,11 +110,27 @@ class BestModel(tf_keras.callbacks.Callback):
 
 
 #: Counters of callbacks that must survive a restart.
-_STATE_ATTRS = {
+STATE_ATTRS = {
     "BestModel": ("best", "best_epoch"),
     "EarlyStopping": ("best", "wait", "stopped_epoch"),
     "ReduceLROnPlateau": ("best", "wait", "cooldown_counter"),
 }
+
+
+def callback_counters(callbacks) -> dict:
+    """The :data:`STATE_ATTRS` counters of ``callbacks``, as plain JSON values, by class name."""
+    return {
+        type(cb).__name__: {a: _plain(getattr(cb, a)) for a in STATE_ATTRS[type(cb).__name__]}
+        for cb in callbacks
+        if type(cb).__name__ in STATE_ATTRS
+    }
+
+
+def restore_counters(callbacks, state: dict) -> None:
+    """Set each callback's counters from ``state`` (:func:`callback_counters`' form)."""
+    for cb in callbacks:
+        for attr, value in state.get(type(cb).__name__, {}).items():
+            setattr(cb, attr, value)
 
 
 class ResumeState(tf_keras.callbacks.Callback):
@@ -147,19 +163,12 @@ class ResumeState(tf_keras.callbacks.Callback):
         return int(self.epoch.numpy())
 
     def on_train_begin(self, logs=None):
-        for cb in self.others:
-            for attr, value in self._restored.get(type(cb).__name__, {}).items():
-                setattr(cb, attr, value)
+        restore_counters(self.others, self._restored)
 
     def on_epoch_end(self, epoch, logs=None):
         self.epoch.assign(epoch + 1)
         self.manager.save()
-        state = {
-            type(cb).__name__: {a: _plain(getattr(cb, a)) for a in _STATE_ATTRS[type(cb).__name__]}
-            for cb in self.others
-            if type(cb).__name__ in _STATE_ATTRS
-        }
-        write_json(self.directory / "callbacks.json", state)
+        write_json(self.directory / "callbacks.json", callback_counters(self.others))
 
 
 def _plain(value):

@@ -40,7 +40,7 @@ import tensorflow as tf
 import tf_keras
 
 from mobile_skin import accel
-from mobile_skin.callbacks import _STATE_ATTRS, ValidationMetrics, _plain
+from mobile_skin.callbacks import ValidationMetrics, callback_counters, restore_counters
 from mobile_skin.config import RunConfig
 from mobile_skin.errors import UserError
 from mobile_skin.fileio import write_json
@@ -152,7 +152,7 @@ class BackupCounters(tf_keras.callbacks.Callback):
     """The callback counters of every finished epoch, beside BackupAndRestore's backup.
 
     BackupAndRestore restores weights, optimizer and epoch; this restores, for the epoch training
-    continues from, the counters :data:`mobile_skin.callbacks._STATE_ATTRS` lists (best score,
+    continues from, the counters :data:`mobile_skin.callbacks.STATE_ATTRS` lists (best score,
     patience waits) and the history rows up to it. Every worker reads the same file, so every
     worker makes the same early-stopping decision (a worker that stopped alone would leave the
     others waiting). Only the chief writes it, before BackupAndRestore's backup of the same epoch
@@ -191,9 +191,7 @@ class BackupCounters(tf_keras.callbacks.Callback):
         state = self._read()["epochs"].get(str(epoch))
         if state is None:
             raise UserError(f"{self.path}: no callback state for epoch {epoch}, the backup's")
-        for cb in self.others:
-            for attr, value in state.get(type(cb).__name__, {}).items():
-                setattr(cb, attr, value)
+        restore_counters(self.others, state)
         if self.history.is_file():
             table = pd.read_csv(self.history)
             self.metrics.rows = table[table["epoch"] <= epoch].to_dict("records")
@@ -206,11 +204,7 @@ class BackupCounters(tf_keras.callbacks.Callback):
         if not self.write:
             return
         state = self._read()
-        state["epochs"][str(epoch + 1)] = {
-            type(cb).__name__: {a: _plain(getattr(cb, a)) for a in _STATE_ATTRS[type(cb).__name__]}
-            for cb in self.others
-            if type(cb).__name__ in _STATE_ATTRS
-        }
+        state["epochs"][str(epoch + 1)] = callback_counters(self.others)
         # The backup holds this epoch or the one before: keep those two.
         state["epochs"] = {k: v for k, v in state["epochs"].items() if int(k) >= epoch}
         write_json(self.path, state)
