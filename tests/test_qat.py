@@ -186,9 +186,17 @@ def test_quantize_aware_fine_tunes(targets, data, smoke, monkeypatch):
     ), log
     assert any("fake-quant vs float after fine-tuning" in line for line in log), log
     assert any(line.endswith("calibrated on 14 training images (mse)") for line in log), log
-    # Weights moved (int8 convolution and float head alike), BatchNorm statistics stayed.
-    kernel = _var(qat_model.get_layer("Conv"), "Conv/kernel:0")
-    assert not np.array_equal(kernel, model.get_layer("Conv").kernel.numpy())
+    # Weights moved (int8 convolutions and float head alike), BatchNorm statistics stayed. Two
+    # steps may move one particular kernel by less than a float32 ulp (Adam's epsilon is 0.1),
+    # so the convolutions are checked together.
+    convs = [layer.name for layer in model.layers if type(layer).__name__ == "Conv2D"]
+    assert any(
+        not np.array_equal(
+            _var(qat_model.get_layer(name), f"{name}/kernel:0"),
+            model.get_layer(name).kernel.numpy(),
+        )
+        for name in convs
+    ), convs
     head = qat_model.get_layer(f"{OUTPUT}/logits").kernel.numpy()
     assert not np.array_equal(head, model.get_layer(f"{OUTPUT}/logits").kernel.numpy())
     bn = qat_model.get_layer("Conv/BatchNorm/div6").layer
