@@ -99,21 +99,31 @@ def fold_temperature(model, temperature: float, layer_name: str = "probs"):
     return model
 
 
-def summary(
-    raw: np.ndarray, labels: np.ndarray, temperature: float, bins: int | None = None
+def calibration_errors(
+    raw: np.ndarray, calibrated: np.ndarray, labels: np.ndarray, bins: int | None = None
 ) -> dict:
-    """NLL and expected calibration error before and after scaling by ``temperature``."""
+    """NLL and expected calibration error of ``raw`` (before) and ``calibrated`` (after)."""
     from mobile_skin.parity_stats import ECE_BINS, expected_calibration_error
 
     bins = bins or ECE_BINS
-    calibrated = scale(raw, temperature)
+    return {
+        "nll_before": nll(raw, labels),
+        "nll_after": nll(calibrated, labels),
+        "ece_before": expected_calibration_error(labels, raw, bins),
+        "ece_after": expected_calibration_error(labels, calibrated, bins),
+    }
+
+
+def summary(
+    raw: np.ndarray, labels: np.ndarray, temperature: float, bins: int | None = None
+) -> dict:
+    """The temperature, the row count and :func:`calibration_errors` of scaling by it (rounded to
+    6 decimals, for ``model_spec.json``)."""
+    errors = calibration_errors(raw, scale(raw, temperature), labels, bins)
     return {
         "temperature": temperature,
         "n": int(len(labels)),
-        "nll_before": round(nll(raw, labels), 6),
-        "nll_after": round(nll(calibrated, labels), 6),
-        "ece_before": round(expected_calibration_error(labels, raw, bins), 6),
-        "ece_after": round(expected_calibration_error(labels, calibrated, bins), 6),
+        **{key: round(value, 6) for key, value in errors.items()},
     }
 
 

@@ -51,7 +51,7 @@ from mobile_skin.parity_stats import expected_calibration_error
 from mobile_skin.reliability import Curve, reliability_bins
 from mobile_skin.robustness import AS_GIVEN, CONDITIONS, condition_metrics, condition_probs
 from mobile_skin.run import EvaluationPaths, RunPaths, load_run_data, resolve_run
-from mobile_skin.runtime import KINDS, KerasRuntime, Runtime, load_runtime, predict_frame
+from mobile_skin.runtime import KINDS, KerasRuntime, Runtime, load_runtime
 from mobile_skin.spec import IMAGE_INPUT, ModelSpec
 from mobile_skin.splits import subset
 
@@ -87,16 +87,6 @@ class Scorer:
             "tag": self.tag,
             "source_run": self.spec.source_run,
         }
-
-
-def predict_keras(
-    model: tf_keras.Model, frame: pd.DataFrame, spec: ModelSpec, batch_size: int = 64
-) -> np.ndarray:
-    """Class probabilities (N, C) of a Keras model for the rows of ``frame``.
-
-    The same path every exported runtime takes (:func:`mobile_skin.runtime.predict_frame`).
-    """
-    return predict_frame(KerasRuntime(model), frame, spec, batch_size)
 
 
 def majority_baseline(labels: np.ndarray, classes) -> dict:
@@ -257,7 +247,11 @@ def calibration_section(
         "nll_after"}`` on these rows (None for an uncalibrated model), and name -> (labels,
         probs) for :func:`mobile_skin.reliability.plot_reliability`.
     """
-    from mobile_skin.calibration_temperature import nll, temperature_of, uncalibrated
+    from mobile_skin.calibration_temperature import (
+        calibration_errors,
+        temperature_of,
+        uncalibrated,
+    )
 
     t = temperature_of(spec)
     if t is None:
@@ -268,10 +262,7 @@ def calibration_section(
         "method": recorded.get("method", "temperature"),
         "temperature": t,
         "fitted_on": recorded.get("fitted_on"),
-        "ece_before": expected_calibration_error(labels, raw),
-        "ece_after": expected_calibration_error(labels, probs),
-        "nll_before": nll(raw, labels),
-        "nll_after": nll(probs, labels),
+        **calibration_errors(raw, probs, labels),
     }
     curves = {"raw softmax": (labels, raw), f"temperature-scaled (T = {t:.3g})": (labels, probs)}
     return section, curves
