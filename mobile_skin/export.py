@@ -7,7 +7,8 @@ For format ``fmt`` it
 1. loads ``best.keras`` and passes it through :func:`mobile_skin.edge_model.to_edge_model`
    (and, for ``tflite_int8``, through :func:`mobile_skin.qat.quantize_aware`: least-squares
    ranges and distillation to the float model, the best of the int8 recipes compared in
-   reports/int8.md);
+   reports/int8.md); int8 files keep the backbone's start in float
+   (``Backbone.int8_float_prefix``) unless ``float_prefix=False`` (``--all-int8``);
 2. draws the calibration samples for int8 formats (:mod:`mobile_skin.calibration`);
 3. converts (:mod:`mobile_skin.export_tflite`, :mod:`mobile_skin.export_onnx`) and writes
    ``<run>/export/<fmt>/model.tflite`` or ``model.onnx`` atomically, with ``model_spec.json``
@@ -31,7 +32,7 @@ from mobile_skin.errors import UserError
 from mobile_skin.fileio import atomic_path, write_bytes
 from mobile_skin.formats import FORMATS
 from mobile_skin.machine import int8_speed_note
-from mobile_skin.model import load_model
+from mobile_skin.model import get_backbone, load_model
 from mobile_skin.parity import ParityRow
 from mobile_skin.run import RunPaths, load_run_data, resolve_run
 from mobile_skin.runtime import KerasRuntime, load_runtime
@@ -79,6 +80,7 @@ def export_formats(
     latency_runs: int = parity.LATENCY_RUNS,
     qat_epochs: int | None = None,
     qat_learning_rate: float | None = None,
+    float_prefix: bool = True,
     log: Log = print,
 ) -> list[ParityRow]:
     """Export the run's model to several formats, loading the model, data and reference once.
@@ -98,6 +100,8 @@ def export_formats(
         qat_epochs, qat_learning_rate: quantization-aware fine-tuning of ``tflite_int8``
             (None: the defaults of :func:`mobile_skin.qat.quantize_aware`; 0 epochs: the
             least-squares ranges alone, a few minutes instead of half an hour).
+        float_prefix: int8 files keep the backbone's start in float
+            (:attr:`mobile_skin.model.Backbone.int8_float_prefix`); False: the whole body int8.
         log: where progress goes.
 
     Returns:
@@ -125,6 +129,8 @@ def export_formats(
     }
     if qat_options and not qat:
         raise UserError("--qat-epochs and --qat-lr only apply with --int8 (or --qat)")
+    if not float_prefix and not int8:
+        raise UserError("--all-int8 only applies with --int8")
     if (qat_epochs is not None and qat_epochs < 0) or (
         qat_learning_rate is not None and not qat_learning_rate > 0
     ):
@@ -139,6 +145,7 @@ def export_formats(
         check_opset(opset)
 
     cfg, spec, frame, split = load_run_data(paths, data_dir)
+    prefix = get_backbone(cfg.model.backbone).int8_float_prefix if float_prefix else None
     model = load_model(paths.best_model)
     gate = None
     if verify:  # the reference comes first: later steps may change ``model`` in place
@@ -165,8 +172,14 @@ def export_formats(
             cfg, spec, train, subset(frame, split, "val"), paths.export(qat[0])
         )
         qat_options["calibration_samples"] = calibration_samples
+        if prefix:
+            from mobile_skin.qat_scheme import FloatRegions
+
+            qat_options["float_regions"] = FloatRegions(prefix_end=prefix)
     return [
-        _export_one(paths, fmt, model, spec, samples, opset, gate, log, qat_data, qat_options)
+        _export_one(
+            paths, fmt, model, spec, samples, opset, gate, log, qat_data, qat_options, prefix
+        )
         for fmt in formats
     ]
 
@@ -193,6 +206,7 @@ def _export_one(
     log,
     qat_data=None,
     qat_options=None,
+    float_prefix: str | None = None,
 ):
     mode = FORMATS[fmt].mode
     edge = float_edge = edge_model.to_edge_model(model)
@@ -210,10 +224,14 @@ def _export_one(
         stale.unlink(missing_ok=True)
     start = time.perf_counter()
     log(f"converting {paths.best_model} to {fmt} ...")
-    info = convert(fmt, edge, spec, samples, target, opset=opset, float_model=float_edge)
+    info = convert(
+        fmt, edge, spec, samples, target, opset=opset, float_model=float_edge,
+        float_prefix=float_prefix,
+    )  # fmt: skip
     info.update(extra)
     if mode == "int8":
         info.setdefault("calibration", {})["samples"] = len(samples)
+        info["float_prefix"] = float_prefix
     seconds, mb = time.perf_counter() - start, target.stat().st_size / 1e6
     log(f"wrote {target} ({mb:.2f} MB) in {seconds:.0f} s")
     export_spec = replace(
@@ -280,6 +298,7 @@ def convert(
     opset: int | None = None,
     float_model=None,
     quantization_aware: bool | None = None,
+    float_prefix: str | None = None,
 ) -> dict:
     """Convert ``model`` (an edge model, :func:`mobile_skin.edge_model.to_edge_model`) to format
     ``fmt`` and write it to ``target``; return its quantization details.
@@ -289,7 +308,8 @@ def convert(
     ``opset``, ONNX's (default :data:`mobile_skin.export_onnx.DEFAULT_OPSET`); ``float_model``,
     the float model an int8 TFLite file's logit shift is corrected against (None: no
     correction); ``quantization_aware``, whether ``model`` carries QAT ranges (default: the
-    table's ``qat``).
+    table's ``qat``); ``float_prefix``, the Keras layer ending the float start of an int8 ONNX
+    file (a quantization-aware TFLite ``model`` carries its float layers already).
     """
     f = FORMATS[fmt]
     if f.runtime == "tflite":
@@ -300,7 +320,7 @@ def convert(
         from mobile_skin.export_onnx import DEFAULT_OPSET
 
         opset = DEFAULT_OPSET
-    return _write_onnx(model, spec, f.mode, f.float_head, samples, target, opset)
+    return _write_onnx(model, spec, f.mode, f.float_head, samples, target, opset, float_prefix)
 
 
 def _write_tflite(
@@ -324,7 +344,9 @@ def _write_tflite(
     return info
 
 
-def _write_onnx(model, spec, mode, float_head: bool, samples, target: Path, opset: int) -> dict:
+def _write_onnx(
+    model, spec, mode, float_head: bool, samples, target: Path, opset: int, float_prefix=None
+) -> dict:
     import onnx
 
     from mobile_skin.export_onnx import (
@@ -340,7 +362,7 @@ def _write_onnx(model, spec, mode, float_head: bool, samples, target: Path, opse
     proto = convert_onnx(model, spec, opset)
     with atomic_path(target) as tmp:
         if mode == "int8":
-            quantize_onnx(proto, tmp, samples, float_ops)
+            quantize_onnx(proto, tmp, samples, float_ops, float_prefix_end=float_prefix)
         else:
             onnx.save(proto, tmp)
     info = onnx_quantization_info(target, mode, opset, len(samples) if samples else 0)

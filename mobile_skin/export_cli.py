@@ -6,14 +6,15 @@ Argument parsing only, kept apart from :mod:`mobile_skin.export` so the commands
 :func:`mobile_skin.export.export_and_verify`. Exit status: 0 passed (or not verified), 1 failed the
 parity gate, 2 bad input.
 
-``export/to_tflite.py [RUN_DIR] [--fp32|--fp16|--dynamic|--int8 [--qat-epochs N] [--qat-lr LR]]
-[--calibration-samples N] [--no-verify] [--data DIR]``: ``--int8`` fine-tunes the int8 graph
-quantization-aware first (8 epochs by default, about half an hour on 2 CPU cores;
+``export/to_tflite.py [RUN_DIR] [--fp32|--fp16|--dynamic|--int8 [--qat-epochs N] [--qat-lr LR]
+[--all-int8]] [--calibration-samples N] [--no-verify] [--data DIR]``: ``--int8`` fine-tunes the
+int8 graph quantization-aware first (8 epochs by default, about half an hour on 2 CPU cores;
 ``--qat-epochs 0`` takes a few minutes); ``--qat`` is another name for it. Writes
 ``RUN_DIR/export/tflite_<mode>/model.tflite`` with ``model_spec.json`` and ``labels.txt``, and the
 parity row in ``RUN_DIR/export/parity.md``.
 
-``export/to_onnx.py [RUN_DIR] [--opset N] [--int8] [--calibration-samples N] [--no-verify]``:
+``export/to_onnx.py [RUN_DIR] [--opset N] [--int8 [--all-int8]] [--calibration-samples N]
+[--no-verify]``:
 ``RUN_DIR/export/onnx_<fp32|int8>/model.onnx`` likewise.
 """
 
@@ -35,7 +36,8 @@ ONNX_DESCRIPTION = (
 
 
 def add_shared_arguments(parser: argparse.ArgumentParser) -> None:
-    """The run directory, int8 calibration size, ``--no-verify`` and ``--data``."""
+    """The run directory, int8 calibration size, ``--all-int8``, ``--no-verify`` and
+    ``--data``."""
     parser.add_argument("run", nargs="?", help="training run directory (default runs/latest)")
     parser.add_argument(
         "--calibration-samples",
@@ -46,6 +48,12 @@ def add_shared_arguments(parser: argparse.ArgumentParser) -> None:
             "training-split images for int8 calibration, drawn per class "
             f"(default {DEFAULT_SAMPLES})"
         ),
+    )
+    parser.add_argument(
+        "--all-int8",
+        action="store_true",
+        help="with --int8: quantize the network's start too (by default the stem and first "
+        "block stay float: more answers kept for a little speed; see reports/int8.md)",
     )
     parser.add_argument("--no-verify", action="store_true", help="skip the parity gate (says so)")
     parser.add_argument(
@@ -97,6 +105,7 @@ def tflite_main(argv: list[str] | None = None) -> int:
         data_dir=args.data,
         qat_epochs=args.qat_epochs,
         qat_learning_rate=args.qat_lr,
+        float_prefix=not args.all_int8,
     )
     return exit_status(row)
 
@@ -131,5 +140,6 @@ def onnx_main(argv: list[str] | None = None) -> int:
         calibration_samples=args.calibration_samples,
         verify=not args.no_verify,
         data_dir=args.data,
+        float_prefix=not args.all_int8,
     )
     return exit_status(row)

@@ -128,6 +128,7 @@ def quantize_onnx(
     activations: str = "uint8",
     ranges: str = "least_squares",
     logit_correction: bool = True,
+    float_prefix_end: str | None = None,
 ) -> Path:
     """Statically quantize an fp32 ``onnx.ModelProto`` to 8 bits (QDQ) and write it to ``out_path``.
 
@@ -152,6 +153,8 @@ def quantize_onnx(
         activations, ranges, logit_correction: the recipe's parts, for comparisons
             (``benchmarks/int8_methods.py``): ``"uint8"`` or ``"int8"`` activations,
             ``"least_squares"`` or ``"minmax"`` ranges, the logit correction on or off.
+        float_prefix_end: a Keras layer name; the node computing it and every node it depends
+            on stay float (:func:`prefix_nodes`). None: no float prefix.
     """
     import onnx
     from onnxruntime.quantization import (
@@ -173,6 +176,8 @@ def quantize_onnx(
         quant_pre_process(str(fp32_path), str(pre_path), skip_symbolic_shape=True)
         graph = onnx.load(str(pre_path)).graph
         keep_float = [n.name for n in graph.node if n.op_type in set(float_op_types)]
+        if float_prefix_end:
+            keep_float += prefix_nodes(graph, float_prefix_end)
         options = dict(
             quant_format=QuantFormat.QDQ,
             per_channel=True,
@@ -200,6 +205,28 @@ def quantize_onnx(
             if corrected is not None:
                 onnx.save(corrected, str(out_path))
     return Path(out_path)
+
+
+def prefix_nodes(graph, layer: str) -> list[str]:
+    """Names of the last node tf2onnx made of Keras layer ``layer`` (its name holds
+    ``/<layer>/``) and of every node it depends on.
+
+    Raises:
+        UserError: no node comes from ``layer``.
+    """
+    ends = [n for n in graph.node if f"/{layer}/" in n.name]
+    if not ends:
+        raise UserError(
+            f"ONNX int8: no node of layer {layer!r} to end the float start at (--all-int8 skips it)"
+        )
+    producer = {out: n for n in graph.node for out in n.output}
+    todo, seen = [ends[-1]], {}
+    while todo:
+        node = todo.pop()
+        if node.name not in seen:
+            seen[node.name] = node
+            todo.extend(producer[i] for i in node.input if i in producer)
+    return list(seen)
 
 
 #: What :func:`quantize_onnx` does, as recorded in each int8 file's ``model_spec.json``.

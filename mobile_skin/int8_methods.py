@@ -21,9 +21,15 @@ and starts from the exporter's :func:`mobile_skin.edge_model.to_edge_model` grap
   the head ops ``no_quantize``; ``aeq_a16w8`` the same with 16-bit activations
   (``static_wi8_ai16``: what the activations' share of the error costs in speed);
 - ``qat{E}``: quantization-aware training (:mod:`mobile_skin.qat`) for ``E`` epochs (``qat0``:
-  the least-squares ranges alone, no training);
+  the least-squares ranges alone, no training); ``qat{E}_{REGION}`` keeps a region of
+  :data:`FLOAT_REGIONS` float too (``qat8_block0+lbc`` is what ``export/to_tflite.py --int8``
+  writes);
 - ``NAME+lbc``: recipe ``NAME`` with the float head's bias corrected for the mean logit shift on
   the calibration images (:mod:`mobile_skin.logit_correction`);
+- ``onnx_u8s8_ls_lbc``: onnxruntime's static quantization with the exporter's recipe
+  (:func:`mobile_skin.export_onnx.quantize_onnx`), ``_block0`` / ``_stem`` with that float start
+  (``onnx_u8s8_ls_lbc_block0`` is what ``export/to_onnx.py --int8`` writes); the other ``onnx_``
+  rows vary its parts;
 - ``onnx_nncf``: NNCF post-training quantization of the ONNX file (``nncf``, the ``bench``
   extra), the exporter's float head, made U8S8 so onnxruntime fuses it (:func:`onnx_nncf`);
   ``onnx_nncf_lbc`` the same with the logit bias correction.
@@ -221,21 +227,58 @@ def aeq(ctx: Context, activation_bits: int = 8) -> bytes:
     return bytes(result.quantized_model)
 
 
+#: Stands for the run's backbone's own float start (``Backbone.int8_float_prefix``).
+BACKBONE_PREFIX = "<backbone>"
+#: Float regions of the QAT graph tried beside the head (MobileNetV3Large layer names): the
+#: tensors the sensitivity probe ranks worst (reports/int8_profile.md, section 4.1) are the stem,
+#: the first block (``block0``, the exporter's default) and the attention's output.
+FLOAT_REGIONS = {
+    "stem": {"prefix_end": "multiply"},
+    "block0": {"prefix_end": BACKBONE_PREFIX},
+    "tail": {"tail_start": ("soft_attention", "attention_pool/features")},
+    "stem_tail": {"prefix_end": "multiply",
+                  "tail_start": ("soft_attention", "attention_pool/features")},
+}  # fmt: skip
+
+
+def float_regions(ctx: Context, name: str):
+    """:data:`FLOAT_REGIONS` entry ``name`` as a :class:`mobile_skin.qat_scheme.FloatRegions`,
+    the backbone's float start filled in."""
+    from mobile_skin.model import get_backbone
+    from mobile_skin.qat_scheme import FloatRegions
+
+    region = dict(FLOAT_REGIONS[name])
+    if region.get("prefix_end") == BACKBONE_PREFIX:
+        region["prefix_end"] = get_backbone(ctx.cfg.model.backbone).int8_float_prefix
+    return FloatRegions(**region)
+
+
 def qat(
-    ctx: Context, epochs: int, learning_rate: float | None = None, epsilon: float | None = None
+    ctx: Context,
+    epochs: int,
+    learning_rate: float | None = None,
+    epsilon: float | None = None,
+    regions: str | None = None,
 ) -> bytes:
-    """Quantization-aware training for ``epochs`` epochs, then the int8 conversion."""
+    """Quantization-aware training for ``epochs`` epochs, then the int8 conversion; ``regions``
+    names an entry of :data:`FLOAT_REGIONS` to keep in float too."""
     from mobile_skin.config import QAT_LEARNING_RATE
     from mobile_skin.edge_model import INT8_FLOAT_OPS
     from mobile_skin.export_tflite import convert_tflite
     from mobile_skin.qat import QatData, quantize_aware
 
     lr = learning_rate or QAT_LEARNING_RATE
-    history = ctx.out_dir / (f"qat{epochs}_lr{lr:g}" + (f"_eps{epsilon:g}" if epsilon else ""))
+    history = ctx.out_dir / (
+        f"qat{epochs}_lr{lr:g}" + (f"_eps{epsilon:g}" if epsilon else "")
+        + (f"_{regions}" if regions else "")
+    )  # fmt: skip
+    regions_float = float_regions(ctx, regions) if regions else None
     data = QatData.from_config(ctx.cfg, ctx.spec, ctx.train, ctx.val, history)
     if epsilon is not None:
         data.adam_epsilon = epsilon
-    qat_model, _ = quantize_aware(data, ctx.edge, epochs=epochs, learning_rate=lr, log=ctx.log)
+    qat_model, _ = quantize_aware(
+        data, ctx.edge, epochs=epochs, learning_rate=lr, log=ctx.log, float_regions=regions_float
+    )
     return convert_tflite(qat_model, ctx.spec, "int8", None, INT8_FLOAT_OPS, qat=True)
 
 
@@ -401,7 +444,10 @@ METHODS: dict[str, tuple[Callable[[Context], bytes], str]] = {
         lambda c: onnx_int8(c, logit_correction=False),
         "ONNX: uint8, least-squares ranges",
     ),
-    "onnx_u8s8_ls_lbc": (onnx_int8, "ONNX: uint8, least squares, logit corr. (the exporter)"),
+    "onnx_u8s8_ls_lbc": (
+        onnx_int8,
+        "ONNX: uint8, least squares, logit corr. (the exporter before)",
+    ),
     "prefix10": (lambda c: debugger_prefix(c, 10), "ptq, first 10 tensors float"),
     "prefix20": (lambda c: debugger_prefix(c, 20), "ptq, first 20 tensors float"),
     "prefix10+lbc": (lambda c: with_logit_correction(c, "prefix10"), "prefix10 + logit corr."),
@@ -410,6 +456,27 @@ METHODS: dict[str, tuple[Callable[[Context], bytes], str]] = {
     "qat2+lbc": (lambda c: with_logit_correction(c, "qat2"), "qat2 + logit bias correction"),
     "qat8+lbc": (lambda c: with_logit_correction(c, "qat8"), "qat8 + logit bias correction"),
     "qat4_eps1e-7": (lambda c: qat(c, 4, 1e-5, 1e-7), "QAT, 4 epochs, lr 1e-5, Adam eps 1e-7"),
+    **{
+        f"qat{e}_{r}": (lambda c, e=e, r=r: qat(c, e, regions=r), f"QAT, {e} epochs, {r} float")
+        for e in (0, 8)
+        for r in FLOAT_REGIONS
+    },
+    **{
+        f"qat{e}_{r}+lbc": (
+            lambda c, e=e, r=r: with_logit_correction(c, f"qat{e}_{r}"),
+            f"qat{e}_{r} + logit corr.",
+        )
+        for e in (0, 8)
+        for r in FLOAT_REGIONS
+    },
+    "onnx_u8s8_ls_lbc_block0": (
+        lambda c: onnx_int8(c, float_prefix_end=float_regions(c, "block0").prefix_end),
+        "ONNX: the exporter's recipe, stem and first block float",
+    ),
+    "onnx_u8s8_ls_lbc_stem": (
+        lambda c: onnx_int8(c, float_prefix_end=float_regions(c, "stem").prefix_end),
+        "ONNX: the exporter's recipe, stem float",
+    ),
     "onnx_nncf": (onnx_nncf, "ONNX: NNCF post-training, fast bias correction, head float"),
     "onnx_nncf_lbc": (
         lambda c: onnx_with_logit_correction(c, "onnx_nncf"),
@@ -558,7 +625,7 @@ def run(
 def render(doc: dict) -> str:
     """The comparison table."""
     from mobile_skin.machine import headline
-    from mobile_skin.parity import pct
+    from mobile_skin.parity_report import pct
 
     t = doc.get("timing", {})
     lines = [

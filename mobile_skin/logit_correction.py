@@ -41,9 +41,11 @@ def tflite_predict(content: bytes, threads: int | None = None) -> Predict:
     """A function running a ``.tflite``'s ``serving_default`` signature on one sample dict."""
     from ai_edge_litert.interpreter import Interpreter
 
-    runner = Interpreter(model_content=content, num_threads=threads).get_signature_runner(
-        "serving_default"
-    )
+    from mobile_skin import quiet_native_stderr
+
+    with quiet_native_stderr():  # "INFO: Created TensorFlow Lite XNNPACK delegate for CPU."
+        interpreter = Interpreter(model_content=content, num_threads=threads)
+    runner = interpreter.get_signature_runner("serving_default")
     return lambda sample: runner(**sample)["probs"]
 
 

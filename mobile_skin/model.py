@@ -42,12 +42,15 @@ class Backbone:
         min_size: smallest input side the application accepts.
         features: builds the feature map from the raw 0..255 image tensor: ``(image, weights, cfg)
             -> (t, application)``; ``weights`` is ``"imagenet"`` or None.
+        int8_float_prefix: the last layer of the network's start that full-integer exports keep
+            in float (it and every layer before it); None: the whole body int8.
     """
 
     name: str
     default_size: int
     min_size: int
     features: Callable[[tf.Tensor, str | None, ModelConfig], tuple[tf.Tensor, tf_keras.Model]]
+    int8_float_prefix: str | None = None
 
 
 def _mobilenet_v3_large(image, weights, cfg: ModelConfig):
@@ -85,7 +88,9 @@ def _inception_resnet_v2(image, weights, cfg: ModelConfig):
 BACKBONES: dict[str, Backbone] = {
     b.name: b
     for b in (
-        Backbone("mobilenet_v3_large_240", 224, 32, _mobilenet_v3_large),
+        # The stem and the first inverted-residual block in float (4 of the 77 convolutions):
+        # the tensors where int8 rounding costs the most answers (reports/int8.md, section 2).
+        Backbone("mobilenet_v3_large_240", 224, 32, _mobilenet_v3_large, "expanded_conv/Add"),
         Backbone("densenet201", 224, 32, _densenet201),
         Backbone("inception_resnet_v2", 299, 75, _inception_resnet_v2),
     )

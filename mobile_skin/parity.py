@@ -48,7 +48,6 @@ from __future__ import annotations
 import fcntl
 import hashlib
 import json
-import math
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field
@@ -58,8 +57,9 @@ import numpy as np
 import pandas as pd
 
 from mobile_skin.fileio import atomic_path, write_json, write_text
-from mobile_skin.formats import FORMATS
+from mobile_skin.formats import FORMATS, KERAS
 from mobile_skin.machine import describe
+from mobile_skin.parity_report import pct, render
 from mobile_skin.parity_stats import (
     BOOTSTRAP_RESAMPLES,
     BOOTSTRAP_SEED,
@@ -74,7 +74,6 @@ from mobile_skin.runtime import Runtime, frame_inputs, predict_inputs
 from mobile_skin.spec import ModelSpec
 
 PASS, FAIL, REFERENCE, UNVERIFIED = "PASS", "FAIL", "REFERENCE", "UNVERIFIED"
-KERAS = "keras"
 PARITY_JSON, PARITY_MD = "parity.json", "parity.md"
 CACHE_NPY, CACHE_KEY = "keras_{split}_probs.npy", "keras_{split}_probs.json"
 LATENCY_RUNS, LATENCY_WARMUP = 10, 2
@@ -461,14 +460,9 @@ def render_markdown(
     sweeps: dict | None = None,
 ) -> str:
     """The parity tables as Markdown, titled with the machine and the runtime versions."""
-    from mobile_skin.parity_report import render
-
-    return render(paths.root.name, rows, machine or describe(), sweeps or {})
-
-
-def pct(x: float) -> str:
-    """A share as a percentage, rounded down (99.499% shows as 99.49%, never as the 99.5% bar)."""
-    return f"{math.floor(x * 1e4 + 1e-9) / 100:.2f}%"
+    return render(
+        paths.root.name, rows, machine or describe(), sweeps or {}, DECIDED_MARGIN, SWEEP_MARGINS
+    )
 
 
 def summary(row: ParityRow) -> dict:

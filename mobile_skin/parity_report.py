@@ -8,11 +8,13 @@ other margins; then each format's verdict with every rule it was judged by.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 
 from mobile_skin import machine as machine_info
 from mobile_skin.encoding import CLASSES
-from mobile_skin.parity_stats import margin_bins
+from mobile_skin.formats import KERAS
+from mobile_skin.parity_stats import BOOTSTRAP_RESAMPLES, BOOTSTRAP_SEED, margin_bins
 
 
 def _f(x: float | None, digits: int = 3) -> str:
@@ -35,11 +37,21 @@ def _table(header: Sequence[str], lines: list[Sequence[str]]) -> list[str]:
     return [_cells(header), "|" + " --- |" * len(header), *(_cells(c) for c in lines), ""]
 
 
-def render(run_name: str, rows: list, machine: dict, sweeps: dict) -> str:
-    """The whole ``parity.md`` for ``rows`` (:class:`mobile_skin.parity.ParityRow`)."""
-    from mobile_skin.parity import DECIDED_MARGIN, KERAS, SWEEP_MARGINS, pct
-    from mobile_skin.parity_stats import BOOTSTRAP_RESAMPLES, BOOTSTRAP_SEED
+def pct(x: float) -> str:
+    """A share as a percentage, rounded down (99.499% shows as 99.49%, never as the 99.5% bar)."""
+    return f"{math.floor(x * 1e4 + 1e-9) / 100:.2f}%"
 
+
+def render(
+    run_name: str,
+    rows: list,
+    machine: dict,
+    sweeps: dict,
+    decided_margin: float,
+    sweep_margins: Sequence[float],
+) -> str:
+    """The whole ``parity.md`` for ``rows`` (:class:`mobile_skin.parity.ParityRow`), with the
+    gate's decided-row margin and the margins of its sweep."""
     m = machine
     keras = next((r for r in rows if r.format == KERAS), None)
     sizes = ", ".join(f"{name} {c.n}" for name, c in (keras.splits.items() if keras else []))
@@ -51,7 +63,7 @@ def render(run_name: str, rows: list, machine: dict, sweeps: dict) -> str:
         f"{m['ai-edge-litert']}, onnxruntime {m['onnxruntime']}, tf2onnx {m['tf2onnx']}, numpy "
         f"{m['numpy']}; Python {m['python']}, {m['os']}. Images: {sizes or 'n/a'}. Agreement, "
         f"|dp| and deltas are against the Keras row. Decided rows: Keras' top-1 probability "
-        f"beats its runner-up by at least {DECIDED_MARGIN:g}. Delta balanced accuracy in points, "
+        f"beats its runner-up by at least {decided_margin:g}. Delta balanced accuracy in points, "
         f"with a paired bootstrap 95% interval ({BOOTSTRAP_RESAMPLES} resamples of the rows, "
         f"seed {BOOTSTRAP_SEED}). ECE: expected calibration error (15 bins). Latency: batch 1, "
         "median of a few runs, indicative only (see benchmarks/latency.py). A format passes only "
@@ -83,6 +95,17 @@ def render(run_name: str, rows: list, machine: dict, sweeps: dict) -> str:
                 for r, name, c in compared
             ],
         )
+        lost = class_losses(compared, classes)
+        if lost:
+            lines += [
+                "### Where classes lost sensitivity: Keras' top-2 margin of each answer lost",
+                "",
+                "Rows of the class that Keras answered right and the file wrong (lost) or the "
+                "other way round (regained); a margin below "
+                f"{decided_margin:g} is an undecided row, a near tie for Keras itself.",
+                "",
+            ]
+            lines += _table(["format", "split", "class", "lost (margins)", "regained"], lost)
     masked = [(r, name, c) for r in rows for name, c in r.splits.items() if c.masked]
     if masked:
         conditions = list(masked[0][2].masked)
@@ -97,7 +120,7 @@ def render(run_name: str, rows: list, machine: dict, sweeps: dict) -> str:
     if sweeps:
         lines += ["### Decided-row agreement at other margins (decided rows in brackets)", ""]
         lines += _table(
-            ["format", "split", *(f">= {mg:g}" for mg in SWEEP_MARGINS)],
+            ["format", "split", *(f">= {mg:g}" for mg in sweep_margins)],
             [
                 [fmt, name, *(f"{pct(a)} ({n})" for _m, n, a in points)]
                 for fmt, per_split in sweeps.items()
@@ -109,10 +132,23 @@ def render(run_name: str, rows: list, machine: dict, sweeps: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
+def class_losses(compared: list, classes: list[str]) -> list[list[str]]:
+    """Table lines for every (format, split, class) whose sensitivity went down: the Keras
+    margins of the rows of that class the file lost, and how many it regained."""
+    lines = []
+    for r, name, c in compared:
+        for k, delta in zip(classes, c.delta_sensitivity, strict=True):
+            if delta is None or delta >= 0:
+                continue
+            rows = [f for f in c.flipped if f["label"] == k]
+            lost = [f"{f['margin']:.3f}" for f in rows if f["reference"] == k]
+            regained = sum(f["model"] == k for f in rows)
+            lines.append([r.format, name, k, ", ".join(lost), str(regained)])
+    return lines
+
+
 def summary_table(rows: list) -> list[str]:
     """The summary table alone: one line per format and split, status on the first."""
-    from mobile_skin.parity import pct
-
     summary = []
     for r in rows:
         for i, (name, c) in enumerate(r.splits.items()):

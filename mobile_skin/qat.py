@@ -13,7 +13,9 @@ The steps:
    computing the same ops; :mod:`mobile_skin.qat_scheme` says how each layer type is quantized.
 2. Every layer is annotated except the float head the int8 export keeps
    (:data:`mobile_skin.edge_model.INT8_FLOAT_OPS`: fully connected layers, the concatenation of
-   partial logits, the output softmax; :func:`mobile_skin.qat_scheme.float_tail`), and
+   partial logits, the output softmax; :func:`mobile_skin.qat_scheme.float_tail`) and the
+   caller's float regions (the exporter: the stem and first block,
+   :class:`mobile_skin.qat_scheme.FloatRegions`), and
    ``quantize_apply`` inserts the fake-quant ops. Without fake-quant ranges those layers stay
    float in the converted file; quantizing them costs agreement (int8 logits tie).
 3. :func:`calibrate` sets every range from float activations on the per-class calibration
@@ -64,7 +66,9 @@ IMAGE_RANGE = (0.0, 255.0)
 
 
 def build_qat_model(
-    model: tf_keras.Model, float_ops: Sequence[str] = INT8_FLOAT_OPS
+    model: tf_keras.Model,
+    float_ops: Sequence[str] = INT8_FLOAT_OPS,
+    float_regions: qat_scheme.FloatRegions | None = None,
 ) -> tuple[tf_keras.Model, dict[str, str]]:
     """The quantization-aware (fake-quant) version of ``model``, ranges not yet calibrated.
 
@@ -72,6 +76,7 @@ def build_qat_model(
         model: a functional float model.
         float_ops: TFLite op types the int8 file will keep in float; the layers converting to
             them stay float here too (:class:`mobile_skin.qat_scheme.FloatQuantizeConfig`).
+        float_regions: more layers to leave float (not annotated), by QAT-graph name.
 
     Returns:
         The QAT model (same input and output names) and, for each layer the graph rewrite
@@ -83,7 +88,10 @@ def build_qat_model(
     graph, origin = to_qat_graph(model)
     try:
         with qk.quantize_scope(qat_scheme.custom_objects()):
-            annotated = _annotate(graph, qat_scheme.float_tail(graph, tuple(float_ops)))
+            keep = qat_scheme.float_tail(graph, tuple(float_ops))
+            if float_regions is not None:
+                keep |= float_regions.names(graph)
+            annotated = _annotate(graph, keep)
             qat = qk.quantize_apply(
                 annotated, scheme=qat_scheme.Scheme(), quantized_layer_name_prefix=""
             )
@@ -275,6 +283,7 @@ def quantize_aware(
     float_ops: Sequence[str] = INT8_FLOAT_OPS,
     targets: str = "float_model",
     range_method: str = "mse",
+    float_regions: qat_scheme.FloatRegions | None = None,
 ) -> tuple[tf_keras.Model, list[str]]:
     """QAT-annotate ``model``, fine-tune it on ``data``'s training rows, and say how.
 
@@ -297,6 +306,8 @@ def quantize_aware(
             raised accuracy but moved a tenth of the answers away from the float model's.
         range_method: how :func:`calibrate` sets the starting activation ranges
             (:data:`RANGE_METHODS`).
+        float_regions: layers besides the head to keep in float
+            (:class:`mobile_skin.qat_scheme.FloatRegions`).
 
     Returns:
         The fine-tuned quantization-aware Keras model (inputs ``image``/``metadata``, output
@@ -315,7 +326,7 @@ def quantize_aware(
     train_rows, val_rows = data.train, data.val
     size, encoding = data.spec.image_size, data.spec.encoding
 
-    qat_model, origin = build_qat_model(model, float_ops)
+    qat_model, origin = build_qat_model(model, float_ops, float_regions)
     lines = describe(qat_model, origin)
     calib_rows = calibration_frame(train_rows, calibration_samples, data.seed)
     calib = make_dataset(calib_rows, size, batch_size, encoding=encoding, cache=False, labels=False)

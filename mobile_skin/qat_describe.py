@@ -35,7 +35,11 @@ def describe(qat_model: tf_keras.Model, origin: dict[str, str]) -> list[str]:
             continue
         if not isinstance(layer, qk.QuantizeWrapperV2) and type(layer).__name__ != "QuantizeLayer":
             op = qat_scheme.float_op(layer)
-            how = f"float32 {op}, not fake-quantized (the int8 file keeps it in float)"
+            how = (
+                f"float32 {op}, not fake-quantized (the int8 file keeps it in float)"
+                if op
+                else "float32, not fake-quantized (the float start the int8 file keeps)"
+            )
             groups[(type(layer).__name__, how)] += 1
         elif type(layer).__name__ == "QuantizeLayer":
             source = feeds_on(layer)

@@ -19,7 +19,9 @@ so no fake-quant sits between them. This module extends it for what it does not 
   point -128); tfmot leaves a Softmax layer's output unquantized.
 - Layers the int8 file keeps in float (:func:`float_tail`: the head's FULLY_CONNECTED,
   CONCATENATION and SOFTMAX, as :data:`mobile_skin.edge_model.INT8_FLOAT_OPS` says) are not
-  annotated at all, so they train in float as the file computes them.
+  annotated at all, so they train in float as the file computes them; so are the layers a
+  :class:`FloatRegions` names (the exporter's: the backbone's start,
+  ``Backbone.int8_float_prefix``).
 - ``DepthwiseConv2D``: weights per-channel. tfmot 0.8.1 builds the per-axis range over the
   kernel's last axis, which for a depthwise kernel (kh, kw, C, 1) is the depth multiplier, so it
   is per-tensor in effect (tensorflow/model-optimization#808); TFLite quantizes depthwise weights
@@ -28,10 +30,14 @@ so no fake-quant sits between them. This module extends it for what it does not 
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+from dataclasses import dataclass
+
 import tensorflow as tf
 import tensorflow_model_optimization as tfmot
 import tf_keras
 
+from mobile_skin.errors import UserError
 from mobile_skin.qat_graph import (
     ChannelSum,
     ConstantAdd,
@@ -133,6 +139,73 @@ def float_tail(model: tf_keras.Model, float_ops: tuple[str, ...]) -> set[str]:
                 kept.discard(layer.name)
                 changed = True
     return kept
+
+
+@dataclass(frozen=True)
+class FloatRegions:
+    """Layers of the QAT graph (:func:`mobile_skin.qat_graph.to_qat_graph` names) to keep in
+    float beside the head: a prefix and a tail of the network.
+
+    Attributes:
+        prefix_end: the last layer of a float prefix (it and everything it depends on); None
+            for no prefix.
+        tail_start: the first layers of a float tail (they and everything after them).
+    """
+
+    prefix_end: str | None = None
+    tail_start: tuple[str, ...] = ()
+
+    def names(self, model: tf_keras.Model) -> set[str]:
+        """The layer names in ``model`` the regions cover.
+
+        Raises:
+            UserError: a named layer is not in ``model``.
+        """
+        known = {layer.name for layer in model.layers}
+        missing = [n for n in (self.prefix_end, *self.tail_start) if n and n not in known]
+        if missing:
+            raise UserError(
+                f"float regions: no layer named {missing} in the QAT graph (--all-int8 skips "
+                "the float start)"
+            )
+        names = upstream(model, self.prefix_end) if self.prefix_end else set()
+        return names | (downstream(model, self.tail_start) if self.tail_start else set())
+
+
+def upstream(model: tf_keras.Model, last: str) -> set[str]:
+    """Names of layer ``last`` and every layer it depends on, inputs excluded: a float prefix
+    whose int8 consumers get a fake-quant range on its output (tfmot's ``OutputOnlyConfig``).
+
+    Raises:
+        KeyError: no layer is named ``last``.
+    """
+    layers = {layer.name: layer for layer in model.layers}
+    todo, seen = [layers[last]], set()
+    while todo:
+        layer = todo.pop()
+        if layer.name in seen or isinstance(layer, tf_keras.layers.InputLayer):
+            continue
+        seen.add(layer.name)
+        for node in layer._inbound_nodes:
+            todo.extend(tf.nest.flatten(node.inbound_layers))
+    return seen
+
+
+def downstream(model: tf_keras.Model, first: Iterable[str]) -> set[str]:
+    """Names of the layers ``first`` and every layer that depends on them: a float tail.
+
+    Raises:
+        KeyError: a name in ``first`` is not a layer.
+    """
+    layers = {layer.name: layer for layer in model.layers}
+    todo, seen = [layers[name] for name in first], set()
+    while todo:
+        layer = todo.pop()
+        if layer.name in seen:
+            continue
+        seen.add(layer.name)
+        todo.extend(node.outbound_layer for node in layer._outbound_nodes)
+    return seen
 
 
 def _output_refs(model: tf_keras.Model) -> list:

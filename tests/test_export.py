@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import onnx
 import pytest
 
 from mobile_skin import edge_model, embedded_spec
@@ -86,12 +87,30 @@ def test_quantized_files_are_smaller_and_int8_is_integer(smoke_run, exported):
         assert sizes[fmt] < 0.4 * sizes[fmt.split("_")[0] + "_fp32"], fmt
     quant = ModelSpec.load(smoke_run.export("tflite_int8")).quantization
     assert quant["inputs"]["image"]["dtype"] == "float32"  # callers feed raw pixels
-    assert quant["inputs"]["image"]["quantized_as"]["dtype"] == "int8"
     assert quant["outputs"]["probs"]["dtype"] == "float32"
-    assert quant["ops"].get("CONV_2D:int8", 0) > 0 and "CONV_2D:float32" not in quant["ops"]
+    # MobileNetV3's stem and first block stay float (Backbone.int8_float_prefix): its two
+    # convolutions, the hard-swish's and the block's depthwise ones; the rest is int8.
+    assert quant["float_prefix"] == "expanded_conv/Add"
+    ops = quant["ops"]
+    assert ops["CONV_2D:float32"] == 2 and ops["DEPTHWISE_CONV_2D:float32"] == 2, ops
+    assert ops["CONV_2D:int8"] > 40 and ops["DEPTHWISE_CONV_2D:int8"] > 25, ops
+    lines = quant["qat_layers"]  # and the spec says so in words
+    assert "Conv2D x 2: float32, not fake-quantized (the float start the int8 file keeps)" in lines
+    assert not any("None" in line for line in lines), lines
     onnx_quant = ModelSpec.load(smoke_run.export("onnx_int8")).quantization
     assert onnx_quant["ops"]["QuantizeLinear"] > 0 and onnx_quant["quant_format"] == "QDQ"
     assert "Softmax" in onnx_quant["float_op_types"]  # the head stays float, as in TFLite
+    # ... and so does the start: the stem's convolution reads float, the second block's int8.
+    assert onnx_quant["float_prefix"] == "expanded_conv/Add"
+    graph = onnx.load(smoke_run.export("onnx_int8") / exported("onnx_int8").file).graph
+    producer = {o: n.op_type for n in graph.node for o in n.output}
+
+    def reads(layer: str) -> str:
+        conv = next(n for n in graph.node if n.op_type == "Conv" and f"/{layer}/" in n.name)
+        return producer.get(conv.input[1], "initializer")
+
+    assert reads("Conv") == "initializer"  # float weights
+    assert reads("expanded_conv_1/expand") == "DequantizeLinear"  # int8 weights
 
 
 def test_parity_table_names_the_machine_and_every_format(smoke_run, exported):
@@ -175,6 +194,7 @@ def test_a_damaged_model_fails_the_gate_with_exit_1_and_a_failed_name(
             "--qat-epochs and --qat-lr only apply with --int8 (or --qat)",
         ),
         ("to_tflite.py", ["{run}", "--qat", "--qat-lr", "0"], "--qat-lr > 0 (got 0.0)"),
+        ("to_onnx.py", ["{run}", "--all-int8"], "--all-int8 only applies with --int8"),
     ],
 )
 def test_bad_input_is_one_line_and_exit_2(script, args, message, smoke_run, tmp_path, capsys):

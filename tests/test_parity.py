@@ -109,6 +109,11 @@ def test_a_class_collapse_fails_even_when_agreement_and_balanced_accuracy_pass(s
     assert test.delta_sensitivity[MEL] == pytest.approx(-0.08)
     assert row.status == FAIL
     assert "worst sensitivity change mel -8.0 points (beyond -5)" in row.reason
+    # parity.md lists the Keras margins of the answers each class lost (decided ones here).
+    from mobile_skin.parity_report import class_losses
+
+    lost = class_losses([(row, "test", test)], list(CLASSES))
+    assert lost == [["tflite_int8", "test", "mel", ", ".join(["0.300"] * 8), "0"]]
 
 
 def test_a_better_but_different_model_fails_too(split):

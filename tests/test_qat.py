@@ -50,10 +50,11 @@ def data(smoke_run):
 
 @pytest.fixture(scope="module")
 def calibrated(data, smoke):
-    """What the exporter does: ``quantize_aware`` on the edge model, here without fine-tuning and
-    with min/max ranges: the least-squares ranges (the default), searched on 14 images, clip
-    some of the smoke model's test images hard (per-image max |dp| up to 0.96 measured), which
-    would hide what these tests check: the graph, its description and the conversion."""
+    """What the exporter does with ``--all-int8`` (no float start): ``quantize_aware`` on the
+    edge model, here without fine-tuning and with min/max ranges: the least-squares ranges (the
+    default), searched on 14 images, clip some of the smoke model's test images hard (per-image
+    max |dp| up to 0.96 measured), which would hide what these tests check: the graph, its
+    description and the conversion."""
     edge = edge_model.to_edge_model(smoke[0])
     log: list[str] = []
     qat_model, lines = qat.quantize_aware(
@@ -315,3 +316,26 @@ def test_bad_arguments_and_unquantizable_layers_are_one_line_errors(data, smoke)
     x = tf_keras.Input((4,), name="x")
     with pytest.raises(UserError, match=r"--qat: Layer m:.*Mystery.* is not supported"):
         qat.build_qat_model(tf_keras.Model(x, tf_keras.layers.Dense(2)(Mystery(name="m")(x))))
+
+
+def test_float_regions_name_a_prefix_and_a_tail():
+    from mobile_skin.qat_scheme import FloatRegions
+
+    L = tf_keras.layers
+    x = tf_keras.Input((8, 8, 3), name="x")
+    a = L.Conv2D(4, 3, padding="same", name="a")(x)
+    b = L.ReLU(name="b")(a)
+    c = L.Conv2D(4, 1, name="c")(b)
+    d = L.Add(name="d")([b, c])
+    e = L.GlobalAveragePooling2D(name="e")(d)
+    side = L.GlobalMaxPooling2D(name="side")(c)
+    out = L.Dense(2, name="out")(L.Concatenate(name="cat")([e, side]))
+    model = tf_keras.Model(x, out)
+    assert FloatRegions(prefix_end="b").names(model) == {"a", "b"}
+    assert FloatRegions(prefix_end="d").names(model) == {"a", "b", "c", "d"}
+    assert FloatRegions(tail_start=("e",)).names(model) == {"e", "cat", "out"}
+    both = FloatRegions(prefix_end="b", tail_start=("side",)).names(model)
+    assert both == {"a", "b", "side", "cat", "out"}
+    assert FloatRegions().names(model) == set()
+    with pytest.raises(UserError, match=r"no layer named \['nope'\]"):
+        FloatRegions(prefix_end="nope").names(model)
