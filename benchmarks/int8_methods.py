@@ -1,9 +1,10 @@
 """Int8 TFLite recipes side by side: agreement with Keras on two splits, partitions, speed.
 
-Usage: ``python benchmarks/int8_methods.py [RUN] [--methods NAME ...] [--time] [--out FILE]``.
+Usage: ``python benchmarks/int8_methods.py [RUN] [--methods NAME ...] [--time] [--out DIR]``.
 Builds each recipe's ``.tflite`` under ``RUN/export/int8_methods/``, scores it on the test and
-validation splits against Keras, and merges the rows into ``FILE`` (default
-``benchmarks/results/int8_methods_<run>.json``, with a ``.md`` table beside it). ``--time``
+validation splits against Keras, and merges the rows into ``DIR/int8_methods_<run>.json``, with a
+``.md`` table beside it (``--out`` is a results directory, as in every benchmark; default
+``benchmarks/results``). ``--time``
 then times every file built so far against the float32 file, round-robin, 1 thread, batch 1;
 it needs an otherwise idle machine (``flock /tmp/mobile_skin_timing.lock ...`` on a shared one).
 Argument parsing only; the work is :mod:`mobile_skin.int8_methods`.
@@ -13,11 +14,8 @@ from __future__ import annotations
 
 import argparse
 import sys
-from pathlib import Path
 
-from mobile_skin.errors import cli
-
-RESULTS = Path(__file__).resolve().parent / "results"
+from mobile_skin.errors import add_results_dir, cli
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -35,7 +33,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help=f"recipes to build and score: {', '.join(METHODS)} (default: none, e.g. to --time)",
     )
     p.add_argument("--time", action="store_true", help="time every file built so far")
-    p.add_argument("--out", type=Path, help="results JSON (default results/int8_methods_<run>)")
+    add_results_dir(p, "int8_methods_<run>.json and .md (rows merge by recipe)")
     return p.parse_args(argv)
 
 
@@ -46,7 +44,7 @@ def main(argv: list[str] | None = None) -> int:
     from mobile_skin.run import resolve_run
 
     paths = resolve_run(args.run)
-    out = args.out or RESULTS / f"int8_methods_{paths.root.name}.json"
+    out = args.out / f"int8_methods_{paths.root.name}.json"
     run(paths.root, args.methods, out, timing=args.time)
     print(out.with_suffix(".md").read_text())
     return 0

@@ -1,11 +1,12 @@
 """Where int8 agreement is lost: bit-width sweep, per-tensor sensitivity, few tensors kept wide.
 
 Usage: ``python benchmarks/int8_sensitivity.py [RUN] [--sweep 8,8 16,8 ...] [--keep-wide 4 10 ...]
-[--no-per-tensor] [--limit N] [--calibration-samples N] [--out PREFIX]``.
+[--no-per-tensor] [--limit N] [--calibration-samples N] [--out DIR]``.
 
 Runs the run's test split through the exporter's calibrated fake-quant graph (which flips the
 same test images as the int8 .tflite) with chosen quantizers at 16 bits; writes
-``PREFIX.json`` and ``PREFIX.md`` (default ``benchmarks/results/int8_sensitivity_<run>``).
+``DIR/int8_sensitivity_<run>.json`` and ``.md`` (``--out`` is a results directory, as in every
+benchmark; default ``benchmarks/results``).
 About 10 s per experiment on 998 images at 160 px (2 cores); the per-tensor pass is one
 experiment per activation tensor (~125: 20 min).
 Argument parsing only; the work is :mod:`mobile_skin.quant_sensitivity`.
@@ -15,10 +16,9 @@ from __future__ import annotations
 
 import argparse
 import sys
-from pathlib import Path
 
 from mobile_skin.calibration import DEFAULT_SAMPLES
-from mobile_skin.errors import UserError, cli
+from mobile_skin.errors import UserError, add_results_dir, cli
 
 DEFAULT_SWEEP = ["8,8", "10,8", "12,8", "16,8", "8,16", "16,16"]
 DEFAULT_KEEP = [4, 8, 16, 32]
@@ -66,9 +66,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         metavar="N",
         help=f"training images setting the ranges (default {DEFAULT_SAMPLES})",
     )
-    p.add_argument(
-        "--out", help="output prefix (default benchmarks/results/int8_sensitivity_<run>)"
-    )
+    add_results_dir(p, "int8_sensitivity_<run>.json and .md")
     args = p.parse_args(argv)
     args.sweep = [_pair(s) for s in args.sweep]
     if args.limit is not None and args.limit < 1:
@@ -88,7 +86,7 @@ def main(argv: list[str] | None = None) -> int:
     from mobile_skin.run import resolve_run
 
     paths = resolve_run(args.run)
-    out = Path(args.out or f"benchmarks/results/int8_sensitivity_{paths.root.resolve().name}")
+    out = args.out / f"int8_sensitivity_{paths.root.resolve().name}"
     written = run_report(
         paths.root,
         out,

@@ -14,7 +14,7 @@ import sys
 from pathlib import Path
 
 import mobile_skin  # noqa: F401  (sets TF_USE_LEGACY_KERAS before TensorFlow loads)
-from mobile_skin.errors import UserError, cli
+from mobile_skin.errors import UserError, add_results_dir, cli
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -28,7 +28,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument(
         "--augment", default="flip_rotate", help="pipeline augmentation (default flip_rotate)"
     )
-    p.add_argument("--out", default="benchmarks/results", help="results directory")
+    add_results_dir(p, "train_throughput_<machine>_<size>px_b<batch>_tf-<version>.json, .csv, .md")
     args = p.parse_args(argv)
     if args.image_size < 32:
         raise UserError(f"--image-size {args.image_size} is too small (minimum 32)")

@@ -47,7 +47,7 @@ from mobile_skin.bench_models import (
 from mobile_skin.bench_report import OK, BenchRow
 from mobile_skin.calibration import DEFAULT_SAMPLES
 from mobile_skin.encoding import CLASSES, MetadataEncoding
-from mobile_skin.errors import UserError, cli, thread_count
+from mobile_skin.errors import UserError, add_results_dir, cli, thread_count
 
 #: Training images of the HAM10000 grouped split (runs/ham10000_mnv3_160/split.csv), used for
 #: seconds per epoch when no run is given.
@@ -55,7 +55,6 @@ HAM10000_TRAIN_IMAGES = 7942
 #: HAM10000 images per class (akiec, bcc, bkl, df, mel, nv, vasc), for the loss' class weights
 #: when no run is given (the values do not change the speed).
 HAM10000_CLASS_COUNTS = (327, 514, 1099, 115, 1113, 6705, 142)
-DEFAULT_OUT = Path("benchmarks/results")
 
 
 @dataclass
@@ -126,9 +125,7 @@ def parse_args(argv: list[str] | None = None) -> Settings:
         type=int,
         help="input side of the untrained models (default: each backbone's paper size)",
     )
-    p.add_argument(
-        "--out", default=str(DEFAULT_OUT), help=f"results directory (default {DEFAULT_OUT})"
-    )
+    add_results_dir(p, "table10_<machine>_<threads>_<versions>.md, .csv, .json and a chart")
     p.add_argument(
         "--cache-dir", help="converted-file cache (default <repo>/.cache/mobile_skin/benchmark)"
     )

@@ -4,7 +4,8 @@ Everything a user can get wrong (a missing file, a bad flag, a corrupt image) ra
 :class:`UserError` with a message that names the file, row or flag. Command-line entry points wrap
 their ``main`` in :func:`cli`, which prints ``error: <message>`` on one line and exits non-zero,
 instead of a traceback. :func:`thread_count` is the one reading of ``--threads`` (``N`` or
-``all``) for every command.
+``all``) for every command, :func:`add_results_dir` the one ``--out`` of every benchmark (a
+results directory).
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import functools
 import os
 import sys
 from collections.abc import Callable
+from pathlib import Path
 from typing import TypeVar
 
 F = TypeVar("F", bound=Callable[..., int | None])
@@ -54,3 +56,19 @@ def thread_count(text: str) -> int:
     if text.isdigit() and int(text) >= 1:
         return int(text)
     raise ValueError(f"not a thread count: {text!r} (use a positive integer or 'all')")
+
+
+#: Where the benchmarks write their tables unless ``--out DIR`` says otherwise (from the repo root).
+RESULTS_DIR = Path("benchmarks/results")
+
+
+def add_results_dir(parser, writes: str) -> None:
+    """``--out DIR`` as every benchmark reads it: the results directory, where it writes
+    ``writes`` (e.g. ``"int8_methods_<run>.json and .md"``)."""
+    parser.add_argument(
+        "--out",
+        type=Path,
+        default=RESULTS_DIR,
+        metavar="DIR",
+        help=f"results directory; writes {writes} there (default {RESULTS_DIR})",
+    )

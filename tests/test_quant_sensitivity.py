@@ -59,10 +59,10 @@ def test_tensor_sensitivity_ranks_most_harmful_first(probe, monkeypatch):
 
 
 def test_script_writes_tables_and_rejects_bad_flags(smoke_run, tmp_path, capsys):
-    out = tmp_path / "sens"
     argv = [str(smoke_run.root), "--limit", "8", "--no-per-tensor", "--sweep", "8,8", "16,16",
-            "--calibration-samples", "14", "--out", str(out)]  # fmt: skip
+            "--calibration-samples", "14", "--out", str(tmp_path)]  # fmt: skip
     assert int8_sensitivity.main(argv) == 0
+    out = tmp_path / f"int8_sensitivity_{smoke_run.root.name}"  # --out is a directory
     data = json.loads(out.with_suffix(".json").read_text())
     (rows,) = data["sections"].values()
     assert [r["name"] for r in rows] == ["activations 8, weights 8", "activations 16, weights 16"]
