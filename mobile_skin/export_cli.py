@@ -53,7 +53,7 @@ def add_shared_arguments(parser: argparse.ArgumentParser) -> None:
         "--all-int8",
         action="store_true",
         help="with --int8: quantize the network's start too (by default the stem and first "
-        "block stay float: more answers kept for a little speed; see reports/int8.md)",
+        "block stay float, which keeps more of the model's answers; see reports/int8.md)",
     )
     parser.add_argument("--no-verify", action="store_true", help="skip the parity gate (says so)")
     parser.add_argument(

@@ -69,13 +69,15 @@ FORMATS: dict[str, ExportFormat] = {
         ExportFormat("tflite_dynamic", "tflite", "dynamic", "8bit", "--dynamic",
                      "dynamic-range quantization (int8 weights)"),
         ExportFormat("tflite_int8", "tflite", "int8", "8bit", "--int8",
-                     "full integer, quantization-aware (see --qat-epochs); float32 input/output",
+                     "full integer, quantization-aware (see --qat-epochs), the network's start "
+                     "float (see --all-int8); float32 input/output",
                      qat=True, benchmarked=True),
         ExportFormat("onnx_fp32", "onnx", "fp32", "float", "", "float32 (default)",
                      benchmarked=True),
         ExportFormat("onnx_int8", "onnx", "int8", "8bit", "--int8",
                      "static int8 quantization (QDQ: uint8 activations with least-squares ranges, "
-                     "int8 per-channel weights, float head with its logit shift corrected)",
+                     "int8 per-channel weights, the network's start float (see --all-int8), float "
+                     "head with its logit shift corrected)",
                      benchmarked=True),
     )
 }  # fmt: skip
