@@ -5,7 +5,9 @@ file (untrained models are built with a fixed seed and saved), its facts (parame
 GFLOPs) and its files in every exported format. Conversion is the exporter's own code path
 (:mod:`mobile_skin.export`): the Keras model goes through
 :func:`mobile_skin.edge_model.to_edge_model`, then the exporter's TFLite / ONNX writers, int8
-calibrated on :class:`~mobile_skin.bench_models.Calibration` samples.
+calibrated on :class:`~mobile_skin.bench_models.Calibration` samples, with the exporter's float
+head and float start (a TFLite file's through the calibrated QAT graph, not fine-tuned), so an
+int8 row times the graph ``--int8`` writes.
 
 Everything is cached under ``.cache/mobile_skin/benchmark/`` in the repository, one directory per
 file, keyed (``key.json``) by model, size, weights, calibration, library versions and a hash of
@@ -45,8 +47,9 @@ CODE: dict[str, tuple[str, ...]] = {
     "tflite": (*_COMMON, *_EDGE, "formats", "export.convert", "export._write_tflite"),
     "onnx": (*_COMMON, *_EDGE, "export_onnx", "formats", "export.convert", "export._write_onnx"),
 }
-#: What int8 files depend on besides: the calibration draw and the preprocessing.
-INT8_CODE = ("calibration", "pipeline")
+#: What int8 files depend on besides: the calibration draw, the preprocessing and the QAT graph
+#: that keeps TFLite's float start.
+INT8_CODE = ("calibration", "pipeline", "qat", "qat_graph", "qat_scheme")
 CACHE_FORMAT = 1
 
 
@@ -222,12 +225,32 @@ class ModelFiles:
     def _convert(self, runtime: str, target: Path) -> None:
         """The exporter's conversion (mobile_skin.export), written to ``target``."""
         from mobile_skin import export
+        from mobile_skin.model import get_backbone
 
-        int8 = FORMATS[runtime].mode == "int8"
+        fmt = FORMATS[runtime]
+        int8 = fmt.mode == "int8"
         samples = self.calibration.samples(self.model.spec, self.log) if int8 else None
-        # Post-training int8 of an untrained or trained model, head float as in every export;
-        # no fine-tuning and no logit correction (the benchmark times the graph, not its answers).
+        # The exporter's int8 graph: the head float, and the backbone's start float where it has
+        # one (Backbone.int8_float_prefix); no fine-tuning and no logit correction (the
+        # benchmark times the graph, not its answers).
+        prefix = get_backbone(self.model.backbone).int8_float_prefix if int8 else None
+        model, qat = self._edge_model(), False
+        if prefix and fmt.runtime == "tflite":  # TFLite's float start lives in the QAT graph
+            model, qat = self._calibrated_qat(samples, prefix), True
         export.convert(
-            runtime, self._edge_model(), self.model.spec, samples, target,
-            quantization_aware=False,
+            runtime, model, self.model.spec, samples, target,
+            quantization_aware=qat, float_prefix=prefix,
         )  # fmt: skip
+
+    def _calibrated_qat(self, samples, prefix: str):
+        """The QAT graph with the float start ``prefix``, ranges calibrated on ``samples`` and
+        not fine-tuned (what ``export/to_tflite.py --int8 --qat-epochs 0`` converts)."""
+        from mobile_skin.qat import build_qat_model, calibrate
+        from mobile_skin.qat_scheme import FloatRegions
+
+        qat_model, _ = build_qat_model(
+            self._edge_model(), float_regions=FloatRegions(prefix_end=prefix)
+        )
+        ranges = calibrate(qat_model, samples)
+        self.log(f"{self.model.slug}: {ranges} int8 ranges calibrated, float start {prefix}")
+        return qat_model

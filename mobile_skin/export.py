@@ -326,21 +326,24 @@ def convert(
 def _write_tflite(
     model, spec, mode, samples, target: Path, float_ops=(), qat=False, float_model=None
 ) -> dict:
-    """Convert, correct an int8 file's head for the mean logit shift (against ``float_model`` on
-    the calibration samples, :mod:`mobile_skin.logit_correction`), write, describe."""
+    """Convert, correct an int8 file's head for the logit shift (against ``float_model`` on the
+    calibration samples where it does not lower their agreement,
+    :mod:`mobile_skin.logit_correction`), write, describe."""
     from mobile_skin import logit_correction
     from mobile_skin.export_tflite import convert_tflite, tflite_quantization_info
 
     data = calibration.representative_dataset(samples) if samples is not None else None
     content = convert_tflite(model, spec, mode, data, float_ops, qat=qat)
-    shift = None
+    correction = None
     if mode == "int8" and float_ops and float_model is not None:
         reference = logit_correction.predictions(KerasRuntime(float_model).predict, samples)
-        content, shift = logit_correction.correct_tflite_on_samples(content, reference, samples)
+        content, correction = logit_correction.correct_tflite_on_samples(
+            content, reference, samples
+        )
     write_bytes(target, content)
     info = tflite_quantization_info(content, mode)
-    if shift is not None:
-        info["logit_correction"] = [round(float(v), 6) for v in shift]
+    if correction is not None:
+        info["logit_correction"] = correction.describe()
     return info
 
 
@@ -361,11 +364,16 @@ def _write_onnx(
     float_ops = onnx_float_ops(edge_model.INT8_FLOAT_OPS) if float_head else ()
     proto = convert_onnx(model, spec, opset)
     with atomic_path(target) as tmp:
+        correction = None
         if mode == "int8":
-            quantize_onnx(proto, tmp, samples, float_ops, float_prefix_end=float_prefix)
+            correction = quantize_onnx(
+                proto, tmp, samples, float_ops, float_prefix_end=float_prefix
+            )
         else:
             onnx.save(proto, tmp)
     info = onnx_quantization_info(target, mode, opset, len(samples) if samples else 0)
     if mode == "int8":
         info["float_op_types"] = list(float_ops)
+    if correction is not None:
+        info["logit_correction"] = correction.describe()
     return info

@@ -127,9 +127,9 @@ def quantize_onnx(
     *,
     activations: str = "uint8",
     ranges: str = "least_squares",
-    logit_correction: bool = True,
+    logit_correction: str | None = "default",
     float_prefix_end: str | None = None,
-) -> Path:
+):
     """Statically quantize an fp32 ``onnx.ModelProto`` to 8 bits (QDQ) and write it to ``out_path``.
 
     The recipe (:data:`INT8_RECIPE`; reports/int8.md compares the alternatives):
@@ -152,9 +152,14 @@ def quantize_onnx(
             int8 export's float ops); empty: quantize everything onnxruntime can.
         activations, ranges, logit_correction: the recipe's parts, for comparisons
             (``benchmarks/int8_methods.py``): ``"uint8"`` or ``"int8"`` activations,
-            ``"least_squares"`` or ``"minmax"`` ranges, the logit correction on or off.
+            ``"least_squares"`` or ``"minmax"`` ranges, the logit correction's estimator
+            (:data:`mobile_skin.logit_correction.ESTIMATORS`; ``"default"`` its
+            ``DEFAULT_ESTIMATOR``) or None for none.
         float_prefix_end: a Keras layer name; the node computing it and every node it depends
             on stay float (:func:`prefix_nodes`). None: no float prefix.
+
+    Returns:
+        The :class:`mobile_skin.logit_correction.Correction` measured (None without one).
     """
     import onnx
     from onnxruntime.quantization import (
@@ -199,12 +204,16 @@ def quantize_onnx(
                 }
             }
         quantize_static(str(pre_path), str(out_path), SampleReader(samples, names), **options)
+        correction = None
         if logit_correction:
+            estimator = lc.DEFAULT_ESTIMATOR if logit_correction == "default" else logit_correction
             reference = lc.predictions(lc.onnx_predict(fp32_path), samples)
-            corrected, _ = lc.correct_onnx_on_samples(out_path, reference, samples)
-            if corrected is not None:
+            corrected, correction = lc.correct_onnx_on_samples(
+                out_path, reference, samples, estimator
+            )
+            if corrected is not None and correction.applied:
                 onnx.save(corrected, str(out_path))
-    return Path(out_path)
+    return correction
 
 
 def prefix_nodes(graph, layer: str) -> list[str]:
@@ -236,7 +245,8 @@ INT8_RECIPE = {
     "weight_type": "int8",
     "per_channel": True,
     "ranges": "least squares over min/max narrowed per tensor (4096-bin histograms)",
-    "logit_correction": "head bias minus the mean centred log-probability shift",
+    "logit_correction": "head bias minus the calibration images' logit shift, where it does not "
+    "lower their agreement (quantization.logit_correction says which estimator and whether)",
 }
 #: Histogram bins and the range factors :func:`least_squares_ranges` tries.
 RANGE_BINS = 4096

@@ -25,11 +25,12 @@ and starts from the exporter's :func:`mobile_skin.edge_model.to_edge_model` grap
   :data:`FLOAT_REGIONS` float too (``qat8_block0+lbc`` is what ``export/to_tflite.py --int8``
   writes);
 - ``NAME+lbc``: recipe ``NAME`` with the float head's bias corrected for the mean logit shift on
-  the calibration images (:mod:`mobile_skin.logit_correction`);
+  the calibration images (:mod:`mobile_skin.logit_correction`); ``NAME+ce`` with the shift
+  fitted by cross-entropy instead (its ``cross_entropy`` estimator);
 - ``onnx_u8s8_ls_lbc``: onnxruntime's static quantization with the exporter's recipe
   (:func:`mobile_skin.export_onnx.quantize_onnx`), ``_block0`` / ``_stem`` with that float start
   (``onnx_u8s8_ls_lbc_block0`` is what ``export/to_onnx.py --int8`` writes); the other ``onnx_``
-  rows vary its parts;
+  rows vary its parts (``_ce``: the cross-entropy estimator of the logit correction);
 - ``onnx_nncf``: NNCF post-training quantization of the ONNX file (``nncf``, the ``bench``
   extra), the exporter's float head, made U8S8 so onnxruntime fuses it (:func:`onnx_nncf`);
   ``onnx_nncf_lbc`` the same with the logit bias correction.
@@ -282,9 +283,10 @@ def qat(
     return convert_tflite(qat_model, ctx.spec, "int8", None, INT8_FLOAT_OPS, qat=True)
 
 
-def with_logit_correction(ctx: Context, base: str) -> bytes:
+def with_logit_correction(ctx: Context, base: str, estimator: str = "mean_log") -> bytes:
     """Recipe ``base`` (its file if already built, else built now) with the head's bias
-    corrected for the mean logit shift on the calibration images (:mod:`logit_correction`)."""
+    corrected for the logit shift on the calibration images (:mod:`logit_correction`,
+    ``estimator`` one of its :data:`~mobile_skin.logit_correction.ESTIMATORS`)."""
     from mobile_skin import logit_correction as lc
     from mobile_skin.runtime import KerasRuntime
 
@@ -293,10 +295,10 @@ def with_logit_correction(ctx: Context, base: str) -> bytes:
     if "calib_reference" not in ctx.cache:
         keras = KerasRuntime(ctx.model)
         ctx.cache["calib_reference"] = lc.predictions(keras.predict, ctx.samples)
-    corrected, shift = lc.correct_tflite_on_samples(
-        content, ctx.cache["calib_reference"], ctx.samples
+    corrected, correction = lc.correct_tflite_on_samples(
+        content, ctx.cache["calib_reference"], ctx.samples, estimator
     )
-    ctx.log(f"{base}+lbc: logit shift {np.round(shift, 3).tolist()}")
+    ctx.log(f"{base}: {correction}")
     return corrected
 
 
@@ -321,7 +323,11 @@ def onnx_int8(ctx: Context, **recipe) -> bytes:
     proto = onnx.load_from_string(onnx_float(ctx))
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp) / "m.onnx"
-        quantize_onnx(proto, out, ctx.samples, onnx_float_ops(INT8_FLOAT_OPS), **recipe)
+        correction = quantize_onnx(
+            proto, out, ctx.samples, onnx_float_ops(INT8_FLOAT_OPS), **recipe
+        )
+        if correction is not None:
+            ctx.log(str(correction))
         return out.read_bytes()
 
 
@@ -407,12 +413,12 @@ def onnx_with_logit_correction(ctx: Context, base: str) -> bytes:
         if "onnx_calib_reference" not in ctx.cache:
             reference = lc.predictions(lc.onnx_predict(fp32), ctx.samples)
             ctx.cache["onnx_calib_reference"] = reference
-        model, shift = lc.correct_onnx_on_samples(
-            quantized, ctx.cache["onnx_calib_reference"], ctx.samples
+        model, correction = lc.correct_onnx_on_samples(
+            quantized, ctx.cache["onnx_calib_reference"], ctx.samples, "mean_log"
         )
     if model is None:
         raise UserError(f"{base}: no float head bias feeding 'probs' to correct")
-    ctx.log(f"{base}_lbc: logit shift {np.round(shift, 3).tolist()}")
+    ctx.log(f"{base}: {correction}")
     return model.SerializeToString()
 
 
@@ -433,19 +439,19 @@ METHODS: dict[str, tuple[Callable[[Context], bytes], str]] = {
     "qat2_eps1e-7": (lambda c: qat(c, 2, 1e-5, 1e-7), "QAT, 2 epochs, lr 1e-5, Adam eps 1e-7"),
     "ptq+lbc": (lambda c: with_logit_correction(c, "ptq"), "ptq + logit bias correction"),
     "onnx_s8s8_minmax": (
-        lambda c: onnx_int8(c, activations="int8", ranges="minmax", logit_correction=False),
+        lambda c: onnx_int8(c, activations="int8", ranges="minmax", logit_correction=None),
         "ONNX: int8 activations, min/max (the exporter before)",
     ),
     "onnx_u8s8_minmax": (
-        lambda c: onnx_int8(c, ranges="minmax", logit_correction=False),
+        lambda c: onnx_int8(c, ranges="minmax", logit_correction=None),
         "ONNX: uint8 activations, min/max",
     ),
     "onnx_u8s8_ls": (
-        lambda c: onnx_int8(c, logit_correction=False),
+        lambda c: onnx_int8(c, logit_correction=None),
         "ONNX: uint8, least-squares ranges",
     ),
     "onnx_u8s8_ls_lbc": (
-        onnx_int8,
+        lambda c: onnx_int8(c, logit_correction="mean_log"),
         "ONNX: uint8, least squares, logit corr. (the exporter before)",
     ),
     "prefix10": (lambda c: debugger_prefix(c, 10), "ptq, first 10 tensors float"),
@@ -469,12 +475,38 @@ METHODS: dict[str, tuple[Callable[[Context], bytes], str]] = {
         for e in (0, 8)
         for r in FLOAT_REGIONS
     },
+    **{
+        f"qat{e}_{r}+ce": (
+            lambda c, e=e, r=r: with_logit_correction(c, f"qat{e}_{r}", "cross_entropy"),
+            f"qat{e}_{r} + logit corr. fitted by cross-entropy",
+        )
+        for e in (0, 8)
+        for r in FLOAT_REGIONS
+    },
     "onnx_u8s8_ls_lbc_block0": (
-        lambda c: onnx_int8(c, float_prefix_end=float_regions(c, "block0").prefix_end),
+        lambda c: onnx_int8(
+            c, float_prefix_end=float_regions(c, "block0").prefix_end, logit_correction="mean_log"
+        ),
         "ONNX: the exporter's recipe, stem and first block float",
     ),
+    "onnx_u8s8_ls_block0": (
+        lambda c: onnx_int8(
+            c, float_prefix_end=float_regions(c, "block0").prefix_end, logit_correction=None
+        ),
+        "ONNX: uint8, least squares, stem and first block float, no logit corr.",
+    ),
+    "onnx_u8s8_ls_ce_block0": (
+        lambda c: onnx_int8(
+            c,
+            float_prefix_end=float_regions(c, "block0").prefix_end,
+            logit_correction="cross_entropy",
+        ),  # fmt: skip
+        "ONNX: the exporter's recipe, logit corr. fitted by cross-entropy",
+    ),
     "onnx_u8s8_ls_lbc_stem": (
-        lambda c: onnx_int8(c, float_prefix_end=float_regions(c, "stem").prefix_end),
+        lambda c: onnx_int8(
+            c, float_prefix_end=float_regions(c, "stem").prefix_end, logit_correction="mean_log"
+        ),
         "ONNX: the exporter's recipe, stem float",
     ),
     "onnx_nncf": (onnx_nncf, "ONNX: NNCF post-training, fast bias correction, head float"),

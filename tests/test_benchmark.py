@@ -29,8 +29,10 @@ def quick(tmp_path_factory):
     """``--quick`` at 64 px, one thread, with ONNX int8 conversion made to fail."""
     out = tmp_path_factory.mktemp("bench")
     original = export.convert
+    calls = {}
 
     def failing_int8(fmt, *args, **kwargs):
+        calls[fmt] = kwargs
         if fmt == "onnx_int8":
             raise RuntimeError("simulated conversion failure")
         return original(fmt, *args, **kwargs)
@@ -43,11 +45,11 @@ def quick(tmp_path_factory):
         cache = {p: p.stat().st_mtime_ns for p in (out / "cache").rglob("model.*")}
         assert benchmark.main([*args, "--convert-only"]) == 0  # second run: from the cache
         again = {p: p.stat().st_mtime_ns for p in (out / "cache").rglob("model.*")}
-    return out, cache, again
+    return out, cache, again, calls
 
 
 def test_quick_writes_every_output_named_after_machine_and_versions(quick):
-    out, _, _ = quick
+    out, *_ = quick
     files = sorted((out / "results").iterdir())
     assert {f.suffix for f in files} == {".md", ".csv", ".json", ".png"}
     for f in files:
@@ -59,7 +61,7 @@ def test_quick_writes_every_output_named_after_machine_and_versions(quick):
 
 
 def test_quick_rows_are_well_formed(quick):
-    out, _, _ = quick
+    out, *_ = quick
     doc = json.loads(next((out / "results").glob("*.json")).read_text())
     rows = doc["rows"]
     assert [r["runtime"] for r in rows] == list(RUNTIMES)
@@ -99,9 +101,23 @@ def test_quick_rows_are_well_formed(quick):
 
 
 def test_second_run_reuses_the_cache(quick):
-    _, before, after = quick
+    _, before, after, _ = quick
     assert len(before) == 4  # .keras, two .tflite, one .onnx (the int8 one failed)
     assert after == before
+
+
+def test_int8_rows_time_the_graph_the_exporter_writes(quick):
+    """The float head and MobileNetV3's float start (Backbone.int8_float_prefix), as --int8."""
+    from mobile_skin.export_tflite import tflite_quantization_info
+
+    out, _, _, calls = quick
+    assert calls["onnx_int8"]["float_prefix"] == "expanded_conv/Add"
+    assert calls["tflite_int8"]["quantization_aware"] is True  # the calibrated QAT graph
+    assert calls["tflite_fp32"]["float_prefix"] is None
+    (path,) = (out / "cache").glob("*_tflite_int8_*/model.tflite")
+    ops = tflite_quantization_info(path.read_bytes(), "int8")["ops"]
+    assert ops["CONV_2D:float32"] == 2 and ops["DEPTHWISE_CONV_2D:float32"] == 2, ops
+    assert ops["CONV_2D:int8"] > 40 and ops["FULLY_CONNECTED:float32"] >= 1, ops
 
 
 def _row(backbone, runtime, ms, weights="untrained", threads=1):

@@ -16,6 +16,7 @@ from mobile_skin import edge_model, embedded_spec
 from mobile_skin.encoding import CLASSES
 from mobile_skin.errors import UserError
 from mobile_skin.export import FORMATS, model_path
+from mobile_skin.logit_correction import DEFAULT_ESTIMATOR
 from mobile_skin.parity import FAIL, PASS, TOLERANCES, UNVERIFIED, judge, load_rows
 from mobile_skin.robustness import CONDITIONS
 from mobile_skin.runtime import load_runtime
@@ -102,6 +103,11 @@ def test_quantized_files_are_smaller_and_int8_is_integer(smoke_run, exported):
     assert "Softmax" in onnx_quant["float_op_types"]  # the head stays float, as in TFLite
     # ... and so does the start: the stem's convolution reads float, the second block's int8.
     assert onnx_quant["float_prefix"] == "expanded_conv/Add"
+    for q in (quant, onnx_quant):  # the head's correction: measured, and applied only if harmless
+        lc = q["logit_correction"]
+        assert lc["estimator"] == DEFAULT_ESTIMATOR and len(lc["shift"]) == 7, lc
+        before, after = lc["calibration_agreement"]
+        assert lc["applied"] == (after >= before), lc
     graph = onnx.load(smoke_run.export("onnx_int8") / exported("onnx_int8").file).graph
     producer = {o: n.op_type for n in graph.node for o in n.output}
 

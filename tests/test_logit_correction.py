@@ -45,8 +45,48 @@ def test_centred_shift_is_removed_exactly(tiny):
     # measuring the shift of the corrected file against the original gives it back
     np.testing.assert_allclose(lc.logit_shift(before, after), -shift, atol=1e-5)
     again, measured = lc.correct_tflite_on_samples(corrected, before, samples)
-    np.testing.assert_allclose(measured, -shift, atol=1e-5)
+    np.testing.assert_allclose(measured.shift, -shift, atol=1e-5)
     np.testing.assert_allclose(lc.predictions(lc.tflite_predict(again), samples), before, atol=1e-5)
+
+
+def test_cross_entropy_fit_recovers_a_constant_shift():
+    rng = np.random.default_rng(1)
+    reference = lc.shifted(rng.dirichlet(np.ones(7), 50), np.zeros(7))
+    true = np.linspace(-0.5, 0.7, 7)
+    quantized = lc.shifted(reference, -true)  # the int8 body adds `true` to every logit
+    np.testing.assert_allclose(lc.fitted_shift(reference, quantized), true - true.mean(), atol=1e-4)
+    np.testing.assert_allclose(lc.shifted(quantized, lc.fitted_shift(reference, quantized)),
+                               reference, atol=1e-4)  # fmt: skip
+
+
+def test_cross_entropy_fit_ignores_noise_in_ruled_out_rows():
+    """Class 2 is the answer in 4 rows and all but ruled out in 16, where int8 noise lifts its
+    tiny probability 1,000-fold. The mean of log-differences takes that noise for a shift and
+    removes class 2's answers; the cross-entropy fit, weighted by probability, keeps them."""
+    reference = np.tile([0.5, 0.5 - 1e-9, 1e-9], (20, 1))
+    reference[:4] = [0.2, 0.2, 0.6]
+    quantized = reference.copy()
+    quantized[4:, 2] = 1e-6
+    mean_log = lc.Correction.measure(reference, quantized, "mean_log")
+    fitted = lc.Correction.measure(reference, quantized, "cross_entropy")
+    assert mean_log.shift[2] > 3 and mean_log.agreement_after == 0.8 and not mean_log.applied
+    assert abs(fitted.shift[2]) < 0.01 and fitted.agreement_after == 1.0 and fitted.applied
+
+
+def test_a_correction_that_costs_answers_is_not_applied(tiny, monkeypatch):
+    model, spec, samples = tiny
+    content = convert_tflite(model, spec, "fp32")
+    probs = lc.predictions(lc.tflite_predict(content), samples)
+    assert lc.correct_tflite_on_samples(content, probs, samples)[1].applied  # shift 0: harmless
+
+    def towards_the_least_likely(reference, quantized):
+        return -10.0 * (np.arange(7) == np.argmin(reference.mean(axis=0)))
+
+    monkeypatch.setitem(lc.ESTIMATORS, "bad", towards_the_least_likely)
+    same, correction = lc.correct_tflite_on_samples(content, probs, samples, "bad")
+    assert correction.agreement_before == 1.0 and correction.agreement_after < 1.0
+    assert not correction.applied and same == content
+    assert correction.describe()["applied"] is False
 
 
 def test_onnx_head_is_corrected_in_place(tiny):
