@@ -24,6 +24,7 @@ import numpy as np
 import tf_keras
 from onnxruntime.quantization import CalibrationDataReader
 
+from mobile_skin import logit_correction as lc
 from mobile_skin.errors import UserError
 from mobile_skin.export_tflite import serving_function
 from mobile_skin.spec import ModelSpec
@@ -127,9 +128,9 @@ def quantize_onnx(
     *,
     activations: str = "uint8",
     ranges: str = "least_squares",
-    logit_correction: str | None = "default",
+    logit_correction: str | None = lc.DEFAULT_ESTIMATOR,
     float_prefix_end: str | None = None,
-):
+) -> lc.Correction | None:
     """Statically quantize an fp32 ``onnx.ModelProto`` to 8 bits (QDQ) and write it to ``out_path``.
 
     The recipe (:data:`INT8_RECIPE`; reports/int8.md compares the alternatives):
@@ -153,8 +154,7 @@ def quantize_onnx(
         activations, ranges, logit_correction: the recipe's parts, for comparisons
             (``benchmarks/int8_methods.py``): ``"uint8"`` or ``"int8"`` activations,
             ``"least_squares"`` or ``"minmax"`` ranges, the logit correction's estimator
-            (:data:`mobile_skin.logit_correction.ESTIMATORS`; ``"default"`` its
-            ``DEFAULT_ESTIMATOR``) or None for none.
+            (:data:`mobile_skin.logit_correction.ESTIMATORS`) or None for none.
         float_prefix_end: a Keras layer name; the node computing it and every node it depends
             on stay float (:func:`prefix_nodes`). None: no float prefix.
 
@@ -169,8 +169,6 @@ def quantize_onnx(
         quantize_static,
     )
     from onnxruntime.quantization.shape_inference import quant_pre_process
-
-    from mobile_skin import logit_correction as lc
 
     names = [i.name for i in fp32_model.graph.input]
     with tempfile.TemporaryDirectory(prefix="onnx_int8_") as tmp:
@@ -206,10 +204,9 @@ def quantize_onnx(
         quantize_static(str(pre_path), str(out_path), SampleReader(samples, names), **options)
         correction = None
         if logit_correction:
-            estimator = lc.DEFAULT_ESTIMATOR if logit_correction == "default" else logit_correction
             reference = lc.predictions(lc.onnx_predict(fp32_path), samples)
             corrected, correction = lc.correct_onnx_on_samples(
-                out_path, reference, samples, estimator
+                out_path, reference, samples, logit_correction
             )
             if corrected is not None and correction.applied:
                 onnx.save(corrected, str(out_path))

@@ -48,8 +48,7 @@ def fitted_shift(reference: np.ndarray, quantized: np.ndarray) -> np.ndarray:
     from scipy.optimize import minimize
     from scipy.special import logsumexp, softmax
 
-    p = np.asarray(reference, np.float64)
-    logq = np.log(np.clip(np.asarray(quantized, np.float64), 1e-12, None))
+    p, logq = np.asarray(reference, np.float64), centred_log(quantized)  # softmax: row-centred
 
     def loss(s):
         z = logq - s
@@ -72,7 +71,7 @@ def shifted(probs: np.ndarray, shift: np.ndarray) -> np.ndarray:
     """``probs`` as the head would give them with ``shift`` subtracted from its bias."""
     from scipy.special import softmax
 
-    return softmax(np.log(np.clip(np.asarray(probs, np.float64), 1e-12, None)) - shift, axis=1)
+    return softmax(centred_log(probs) - shift, axis=1)
 
 
 @dataclass(frozen=True)
