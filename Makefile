@@ -14,7 +14,7 @@ $(STAMP): pyproject.toml
 	PYTHONWARNINGS=ignore $(PY) -m pip install --quiet -e '.[dev]'
 	@touch $(STAMP)
 
-test: $(STAMP)  ## the test suite (slow tests excluded), about 8 minutes on 2 CPU cores
+test: $(STAMP)  ## the test suite (slow tests excluded), about 9 minutes on 2 CPU cores
 	$(PY) -m pytest -q
 
 test-slow: $(STAMP)  ## only the tests marked slow

@@ -15,6 +15,7 @@ Argument parsing only; the work is :mod:`mobile_skin.quant_sensitivity`.
 from __future__ import annotations
 
 import argparse
+import shlex
 import sys
 
 from mobile_skin.calibration import DEFAULT_SAMPLES
@@ -78,6 +79,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 @cli
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
     args = parse_args(argv)
     from mobile_skin.calibration import check_sample_count
 
@@ -95,6 +97,7 @@ def main(argv: list[str] | None = None) -> int:
         keep_wide=args.keep_wide,
         limit=args.limit,
         calibration_samples=args.calibration_samples,
+        command=shlex.join(["python", "benchmarks/int8_sensitivity.py", *argv]),
     )
     print("\n".join(f"wrote {p}" for p in written))
     return 0

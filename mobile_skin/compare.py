@@ -25,6 +25,14 @@ from mobile_skin.errors import UserError, cli
 
 CONDITIONS = ("as given", "age masked", "sex masked", "site masked", "all masked")
 
+#: A command records the flags given, not the defaults it ran with; after a default changes, only
+#: the saved config trains the same recipe again.
+REPRODUCE = (
+    "A run's command trains its recipe again only while the defaults are unchanged; its saved "
+    "config always does: `python -m mobile_skin.train --config RUN/config.json --out runs/NAME` "
+    "(with `--data` where the images are)."
+)
+
 
 def load(run: str | Path) -> dict:
     """One run's config and metrics per split (``test``, and ``val`` when evaluated)."""
@@ -62,11 +70,12 @@ def _f(x) -> str:
 def render(runs: list[dict], title: str, figure: str | None = None) -> str:
     """The comparison page."""
     lines = [f"# {title}", ""]
-    lines += ["| run | recipe | command |", "| --- | --- | --- |"]
+    lines += ["| run | recipe | command, as run |", "| --- | --- | --- |"]
     for r in runs:
         lines.append(
             f"| {r['name']} | {recipe(r['config'])} | `{r['config'].get('command', '')}` |"
         )
+    lines += ["", REPRODUCE]
     for split in ("test", "val"):
         present = [r for r in runs if split in r["splits"]]
         if not present:

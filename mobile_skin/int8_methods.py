@@ -239,6 +239,11 @@ FLOAT_REGIONS = {
     "tail": {"tail_start": ("soft_attention", "attention_pool/features")},
     "stem_tail": {"prefix_end": "multiply",
                   "tail_start": ("soft_attention", "attention_pool/features")},
+    # the last three blocks (5x5 at 160 px) and the attention: where the default recipe's
+    # model is most sensitive (benchmarks/int8_sensitivity.py)
+    "block0_late": {"prefix_end": BACKBONE_PREFIX, "tail_start": ("expanded_conv_12/expand",)},
+    "block0_13": {"prefix_end": BACKBONE_PREFIX, "tail_start": ("expanded_conv_13/expand",)},
+    "block0_14": {"prefix_end": BACKBONE_PREFIX, "tail_start": ("expanded_conv_14/expand",)},
 }  # fmt: skip
 
 

@@ -276,9 +276,11 @@ def run_report(
     keep_wide: Sequence[int],
     limit: int | None = None,
     calibration_samples: int = DEFAULT_SAMPLES,
+    command: str = "python benchmarks/int8_sensitivity.py",
     log: Callable[[str], None] = print,
 ) -> list:
-    """Run the experiments on a run and write ``<out_prefix>.json`` and ``.md``.
+    """Run the experiments on a run and write ``<out_prefix>.json`` and ``.md``; ``command`` is
+    the command line recorded in both (the one that reproduces them).
 
     Returns:
         The paths written.
@@ -311,13 +313,14 @@ def run_report(
         f"# Int8 sensitivity: {Path(run_dir).resolve().name}, {n} test images\n\n"
         f"Fake-quant emulation of the int8 export (calibrated on {calibration_samples} training "
         f"images, not fine-tuned); 'flips' are test images whose top-1 differs from the float "
-        f"model's. Machine: {machine.get('cpu')}. Command: `python benchmarks/int8_sensitivity.py`."
+        f"model's. Machine: {machine.get('cpu')}. Command: `{command}`."
     )
     return [
         write_json(
             out.with_suffix(".json"),
             {
                 "run": str(run_dir),
+                "command": command,
                 "test_images": n,
                 "calibration_samples": calibration_samples,
                 "machine": machine,

@@ -47,6 +47,7 @@ def test_page_lists_every_run_and_the_masked_gap(tmp_path, capsys):
     assert page.rstrip().count("| -22.0 |") == 2
     assert "| md050 | 100 | 0.700 | 0.610 |" in page and "| -2.0 |" in page
     assert "metadata dropout 0.5" in page and "no metadata" in page
+    assert compare.REPRODUCE in page  # the commands are history; the configs reproduce
     # Per-class sensitivity, with the class counts: where class weights act.
     assert "## Sensitivity per class, test split" in page and "| mel (14) |" in page
     assert "| nometa | 0.500 | 0.500 | 0.500 | 0.500 | 0.550 | 0.500 | 0.500 |" in page

@@ -339,3 +339,25 @@ def test_float_regions_name_a_prefix_and_a_tail():
     assert FloatRegions().names(model) == set()
     with pytest.raises(UserError, match=r"no layer named \['nope'\]"):
         FloatRegions(prefix_end="nope").names(model)
+
+
+def test_the_int8_comparisons_float_regions_name_layers_of_the_real_graph(smoke):
+    """Every float region ``benchmarks/int8_methods.py`` offers resolves on the QAT graph of a
+    MobileNetV3 model, and the late region covers the last three blocks and the attention from
+    block 12's expansion on, not block 11's residual add before it."""
+    from mobile_skin.int8_methods import BACKBONE_PREFIX, FLOAT_REGIONS
+    from mobile_skin.model import get_backbone
+    from mobile_skin.qat_scheme import FloatRegions
+
+    graph = to_qat_graph(edge_model.to_edge_model(smoke[0]))[0]
+    prefix = get_backbone(smoke[1].backbone).int8_float_prefix
+    covered = {}
+    for name, region in FLOAT_REGIONS.items():
+        region = dict(region)
+        if region.get("prefix_end") == BACKBONE_PREFIX:
+            region["prefix_end"] = prefix
+        covered[name] = FloatRegions(**region).names(graph)  # raises on an unknown layer
+    late = covered["block0_late"]
+    assert {"expanded_conv_12/expand", "expanded_conv_13/Add", "soft_attention"} <= late
+    assert "expanded_conv_11/Add" not in late and covered["block0"] < late
+    assert covered["block0_14"] < covered["block0_13"] < late

@@ -68,6 +68,10 @@ def test_script_writes_tables_and_rejects_bad_flags(smoke_run, tmp_path, capsys)
     assert [r["name"] for r in rows] == ["activations 8, weights 8", "activations 16, weights 16"]
     assert data["test_images"] == 8 and all(0 <= r["agreement"] <= 1 for r in rows)
     assert "| activations 8, weights 8 |" in out.with_suffix(".md").read_text()
+    # The command that made the tables, flags included, is written beside them.
+    flags = f"--sweep 8,8 16,16 --calibration-samples 14 --out {tmp_path}"
+    assert data["command"].endswith(flags)
+    assert f"`{data['command']}`" in out.with_suffix(".md").read_text()
     for bad, message in (
         (["--sweep", "8"], "--sweep: '8' is not ACTIVATION_BITS,WEIGHT_BITS"),
         (["--sweep", "8,20"], "bit widths must be 2..16"),

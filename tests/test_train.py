@@ -260,3 +260,21 @@ def test_config_file_starts_a_run_and_flags_override_it(tmp_path, run_main):
     assert code != 0 and err.strip().count("\n") == 0 and "--config and --preset" in err
     code, _, err = run_main(["--config", str(tmp_path / "missing.json")])
     assert code != 0 and "missing.json: config not found" in err
+
+
+def test_a_config_saved_before_a_default_changed_trains_its_own_recipe(tmp_path):
+    """A config.json written before metadata dropout, the age indicator and calibration existed
+    (the first committed run's) starts that recipe, while its recorded command, typed today,
+    starts today's defaults: the reason reports advise --config to train a run again."""
+    legacy = train.resolve_config(train.parse_args(["--data", "d", *TINY, "--drop-missing-age"]))
+    doc = legacy.to_dict()
+    for section, key in (("data", "metadata_dropout"), ("data", "age_missing_indicator"),
+                         ("train", "calibrate")):  # fmt: skip
+        del doc[section][key]
+    saved = tmp_path / "config.json"
+    saved.write_text(json.dumps(doc))
+    again = train.resolve_config(train.parse_args(["--config", str(saved)]))
+    assert again.data.metadata_dropout == 0.0 and again.data.age_missing_indicator is False
+    assert again.train.calibrate is False and again.data.drop_missing_age is True
+    today = train.resolve_config(train.parse_args(["--data", "d"]))
+    assert today.data.metadata_dropout > 0 and today.train.calibrate is True
