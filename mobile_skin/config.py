@@ -38,6 +38,10 @@ class DataConfig:
         drop_missing_age: drop rows without an age from training and evaluation, as the paper
             does (the ``paper`` preset). The split is drawn before the drop, so a run with and
             one without it share their test lesions.
+        drop_before_split: with ``drop_missing_age``, drop those rows before drawing the split
+            instead of after it: the order of runs saved before the split-first order existed
+            (a config.json without ``metadata_dropout`` loads with this on), so that
+            ``--config`` redraws their split.
         augment: ``none``, ``flip`` (horizontal and vertical), ``flip_rotate`` (flips and
             90-degree rotations) or ``full`` (flip_rotate plus mild zoom and colour jitter).
         metadata_dropout: during training, the probability of each metadata field (age, sex,
@@ -57,6 +61,7 @@ class DataConfig:
     seed: int = 42
     skip_bad_images: bool = False
     drop_missing_age: bool = False
+    drop_before_split: bool = False
     augment: str = "flip_rotate"
     metadata_dropout: float = DEFAULT_METADATA_DROPOUT
     age_missing_indicator: bool = True
@@ -143,6 +148,8 @@ class TrainConfig:
 
 
 #: What runs made before these data settings existed did: no metadata dropout, no indicator.
+#: Those without ``metadata_dropout`` also dropped rows without an age before drawing the split
+#: (``drop_before_split``); the split-first order came with it.
 LEGACY_DATA = {"metadata_dropout": 0.0, "age_missing_indicator": False}
 #: ... and before calibration existed: raw softmax.
 LEGACY_TRAIN = {"calibrate": False}
@@ -172,9 +179,11 @@ class RunConfig:
         (:data:`LEGACY_DATA`, :data:`LEGACY_TRAIN`), not today's default, so an old run resumes
         as it started.
         """
+        data = d.get("data", {})
+        split_first = "metadata_dropout" in data
         try:
             return cls(
-                data=DataConfig(**{**LEGACY_DATA, **d.get("data", {})}),
+                data=DataConfig(**{**LEGACY_DATA, "drop_before_split": not split_first, **data}),
                 model=ModelConfig(**d.get("model", {})),
                 train=TrainConfig(**{**LEGACY_TRAIN, **d.get("train", {})}),
                 preset=d.get("preset", "default"),

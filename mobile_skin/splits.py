@@ -8,11 +8,13 @@ diagnosis. The split is written as CSV so a run can be audited and repeated.
 from __future__ import annotations
 
 import warnings
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
+from mobile_skin.config import DataConfig
 from mobile_skin.encoding import CLASSES
 from mobile_skin.errors import UserError
 from mobile_skin.fileio import atomic_path
@@ -68,6 +70,38 @@ def make_split(
     else:
         raise UserError(f"unknown --split {kind!r}; choose from {', '.join(SPLIT_KINDS)}")
     return split.rename("split")
+
+
+def draw_run_split(
+    frame: pd.DataFrame, data: DataConfig, log: Callable[[str], None] = print
+) -> tuple[pd.DataFrame, pd.Series]:
+    """A new run's rows and split, as ``data`` asks: at most ``max_images`` rows, the split of
+    :func:`make_split`, and rows without an age dropped after the split (or before it, with
+    ``drop_before_split``, as runs saved before the split-first order did) or kept.
+
+    Returns:
+        ``(frame, split)``, the frame without any dropped rows and the split indexed like it.
+    """
+    no_age = frame["age"].isna()
+    if data.drop_missing_age and data.drop_before_split and no_age.any():
+        log(f"dropped {no_age.sum()} rows without an age (as the paper does), before the split")
+        frame = frame[~no_age]
+    if data.max_images and data.max_images < len(frame):
+        frame = frame.sample(n=data.max_images, random_state=data.seed).sort_index()
+    split = make_split(
+        frame,
+        data.split,
+        val_fraction=data.val_fraction,
+        test_fraction=data.test_fraction,
+        seed=data.seed,
+    )
+    no_age = frame["age"].isna()
+    if data.drop_missing_age and no_age.any():
+        log(f"dropped {no_age.sum()} rows without an age (as the paper does), after the split")
+        frame, split = frame[~no_age], split[~no_age]
+    elif no_age.any():
+        log(f"kept {no_age.sum()} rows without an age (encoded as unknown)")
+    return frame, split
 
 
 def _counts(n: int, fraction: float) -> int:

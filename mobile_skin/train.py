@@ -39,9 +39,9 @@ from mobile_skin.pipeline import make_dataset
 from mobile_skin.run import RUNS_DIR, RunPaths, default_run_name, point_latest
 from mobile_skin.spec import ModelSpec
 from mobile_skin.splits import (
+    draw_run_split,
     leaking_lesions,
     load_split,
-    make_split,
     save_split,
     split_table,
     subset,
@@ -343,21 +343,7 @@ def _train(
         frame, split = load_split(paths.split, frame)
         log(f"resuming {paths.root} with its saved split")
     else:
-        if cfg.data.max_images and cfg.data.max_images < len(frame):
-            frame = frame.sample(n=cfg.data.max_images, random_state=cfg.data.seed).sort_index()
-        split = make_split(
-            frame,
-            cfg.data.split,
-            val_fraction=cfg.data.val_fraction,
-            test_fraction=cfg.data.test_fraction,
-            seed=cfg.data.seed,
-        )
-        no_age = frame["age"].isna()
-        if cfg.data.drop_missing_age and no_age.any():
-            log(f"dropped {no_age.sum()} rows without an age (as the paper does), after the split")
-            frame, split = frame[~no_age], split[~no_age]
-        elif no_age.any():
-            log(f"kept {no_age.sum()} rows without an age (encoded as unknown)")
+        frame, split = draw_run_split(frame, cfg.data, log)
         save_split(paths.split, frame, split)
     log("images per class and split:\n" + split_table(frame, split).to_string())
     log(f"lesions with images in more than one split: {len(leaking_lesions(frame, split))}")

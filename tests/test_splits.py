@@ -4,10 +4,12 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from mobile_skin.config import DataConfig
 from mobile_skin.data import load_ham10000
 from mobile_skin.errors import UserError
 from mobile_skin.splits import (
     check_no_lesion_overlap,
+    draw_run_split,
     leaking_lesions,
     load_split,
     make_split,
@@ -31,6 +33,25 @@ def test_grouped_split_has_no_lesion_in_two_splits(frame):
     table = split_table(frame, split)
     assert (table.loc[["akiec", "df", "vasc"], ["val", "test"]] >= 1).all().all()  # stratified
     assert table.loc["total"].sum() == len(frame)
+
+
+def test_rows_without_age_are_dropped_after_the_split_unless_a_saved_run_dropped_them_before(
+    frame,
+):
+    """Dropping after the split keeps the kept-rows run's split (the two share test lesions);
+    dropping before it redraws the split, as runs saved before that order existed did."""
+    aged = frame.copy()
+    aged.loc[aged["lesion_id"].isin(sorted(aged["lesion_id"].unique())[::5]), "age"] = np.nan
+    quiet = dict(log=lambda m: None)
+    kept_rows, kept = draw_run_split(aged, DataConfig(seed=3), **quiet)
+    after_rows, after = draw_run_split(aged, DataConfig(seed=3, drop_missing_age=True), **quiet)
+    assert len(kept_rows) == len(aged) and after_rows["age"].notna().all()
+    assert after.equals(kept[after_rows.index])
+    legacy = DataConfig(seed=3, drop_missing_age=True, drop_before_split=True)
+    before_rows, before = draw_run_split(aged, legacy, **quiet)
+    assert before_rows.index.equals(after_rows.index)
+    assert before.equals(make_split(aged[aged["age"].notna()], "grouped", seed=3))
+    assert not before.equals(after)
 
 
 def test_overlap_check_catches_a_leak(frame):

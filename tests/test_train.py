@@ -89,7 +89,8 @@ class StopAfter(tf_keras.callbacks.Callback):
 def test_resume_continues_instead_of_restarting(synthetic_root, tmp_path, run_main):
     out = tmp_path / "run"
     args = train.parse_args(["--data", str(synthetic_root), *TINY, "--epochs", "4",
-                             "--steps-per-epoch", "3", "--out", str(out)])  # fmt: skip
+                             "--steps-per-epoch", "3", "--cut", "40",
+                             "--out", str(out)])  # fmt: skip
     cfg = train.resolve_config(args)
     paths = train.prepare_run_dir(str(out), cfg, resume=False, force=False)
     with pytest.raises(KeyboardInterrupt):
@@ -109,24 +110,6 @@ def test_resume_continues_instead_of_restarting(synthetic_root, tmp_path, run_ma
     assert ckpt.get_tensor("epoch/.ATTRIBUTES/VARIABLE_VALUE") == 4
     callbacks = json.loads((paths.checkpoint / "callbacks.json").read_text())
     assert 1 <= callbacks["BestModel"]["best_epoch"] <= 4
-
-
-def test_the_split_is_drawn_before_rows_without_age_are_dropped(synthetic_root, tmp_path):
-    def split_of(*flags):
-        out = tmp_path / "_".join(flags or ("keep",))
-        args = train.parse_args(["--data", str(synthetic_root), *TINY, *flags, "--out", str(out)])
-        cfg = train.resolve_config(args)
-        paths = train.prepare_run_dir(args.out, cfg, resume=False, force=False)
-        cfg.train.epochs, cfg.train.steps_per_epoch = 1, 1
-        train.train(cfg, paths, evaluate=False, log=lambda _m: None)
-        return pd.read_csv(paths.split).set_index("image_id")["split"], cfg
-
-    kept, cfg = split_of()
-    dropped, dropped_cfg = split_of("--drop-missing-age")
-    ages = pd.read_csv(synthetic_root / "HAM10000_metadata.csv").set_index("image_id")["age"]
-    assert not cfg.data.drop_missing_age and dropped_cfg.data.drop_missing_age
-    assert set(kept.index) - set(dropped.index) == set(ages[ages.isna()].index)
-    assert (kept[dropped.index] == dropped).all()  # same assignment for the rows both use
 
 
 def test_paper_preset_is_the_papers_protocol():
@@ -263,18 +246,25 @@ def test_config_file_starts_a_run_and_flags_override_it(tmp_path, run_main):
 
 
 def test_a_config_saved_before_a_default_changed_trains_its_own_recipe(tmp_path):
-    """A config.json written before metadata dropout, the age indicator and calibration existed
-    (the first committed run's) starts that recipe, while its recorded command, typed today,
-    starts today's defaults: the reason reports advise --config to train a run again."""
+    """A config.json written before metadata dropout, the age indicator, calibration and the
+    split-first order existed (the first committed run's) starts that recipe on that split,
+    while its recorded command, typed today, starts today's defaults: the reason reports advise
+    --config to train a run again. One saved after the split-first order keeps it."""
     legacy = train.resolve_config(train.parse_args(["--data", "d", *TINY, "--drop-missing-age"]))
     doc = legacy.to_dict()
     for section, key in (("data", "metadata_dropout"), ("data", "age_missing_indicator"),
-                         ("train", "calibrate")):  # fmt: skip
+                         ("data", "drop_before_split"), ("train", "calibrate")):  # fmt: skip
         del doc[section][key]
     saved = tmp_path / "config.json"
     saved.write_text(json.dumps(doc))
     again = train.resolve_config(train.parse_args(["--config", str(saved)]))
     assert again.data.metadata_dropout == 0.0 and again.data.age_missing_indicator is False
     assert again.train.calibrate is False and again.data.drop_missing_age is True
+    assert again.data.drop_before_split is True  # its split was drawn after the drop
     today = train.resolve_config(train.parse_args(["--data", "d"]))
     assert today.data.metadata_dropout > 0 and today.train.calibrate is True
+    assert today.data.drop_before_split is False
+    doc["data"]["metadata_dropout"] = 0.0  # saved after the split-first order, before the key
+    saved.write_text(json.dumps(doc))
+    later = train.resolve_config(train.parse_args(["--config", str(saved)]))
+    assert later.data.drop_before_split is False
