@@ -674,7 +674,9 @@ def render(doc: dict) -> str:
         "round-robin rounds of 200 runs"
         + (
             f"; x fp32 against the same runtime's float32 file in the same rounds (TFLite "
-            f"{t['fp32_ms']:.2f} ms, ONNX {t.get('onnx_fp32_ms', float('nan')):.2f} ms), load "
+            f"{t['fp32_ms']:.2f} ms"
+            + (f", ONNX {t['onnx_fp32_ms']:.2f} ms" if t.get("onnx_fp32_ms") else "")
+            + f"), load "
             f"average {t['load_1m_start']:.1f} -> {t['load_1m_end']:.1f}"
             if t
             else " (not timed)"
@@ -694,10 +696,17 @@ def render(doc: dict) -> str:
             f"{100 * va['delta_balanced_accuracy']:+.2f} | "
             f"{100 * te['worst_sensitivity_change']:+.1f} / "
             f"{100 * va['worst_sensitivity_change']:+.1f} | "
-            f"{r.get('ms', float('nan')):.2f} | {r.get('ratio_to_fp32', float('nan')):.2f} | "
+            f"{_timing(r)} | "
             f"{_structure(r)} | {r['mb']:.2f} |"
         )
     return "\n".join(lines) + "\n"
+
+
+def _timing(row: dict) -> str:
+    """The ms and x-fp32 cells: measured figures, or "not timed" for rows no --time reached."""
+    if row.get("ms") is None:
+        return "not timed | not timed"
+    return f"{row['ms']:.2f} | {row['ratio_to_fp32']:.2f}"
 
 
 def _structure(row: dict) -> str:

@@ -361,3 +361,21 @@ def test_the_int8_comparisons_float_regions_name_layers_of_the_real_graph(smoke)
     assert {"expanded_conv_12/expand", "expanded_conv_13/Add", "soft_attention"} <= late
     assert "expanded_conv_11/Add" not in late and covered["block0"] < late
     assert covered["block0_14"] < covered["block0_13"] < late
+
+
+def test_the_int8_comparison_table_says_which_rows_were_not_timed():
+    """Rows built without ``--time`` show "not timed", never ``nan``; timed rows their figures."""
+    from mobile_skin.int8_methods import render
+
+    split = {"agreement": 0.9, "decided_agreement": 0.95, "delta_balanced_accuracy": -0.01,
+             "worst_sensitivity_change": -0.05}  # fmt: skip
+    row = {"description": "d", "test": split, "val": split, "mb": 3.9, "partitions": 1,
+           "ops_outside_xnnpack": 0}  # fmt: skip
+    doc = {"run": "runs/r", "machine": {"cpu": "CPU", "cores": 2, "cpu_features": "avx2"},
+           "rows": {"untimed": row, "timed": {**row, "ms": 1.5, "ratio_to_fp32": 0.6}}}  # fmt: skip
+    table = render(doc)
+    assert "nan" not in table and "(not timed)" in table
+    assert "| not timed | not timed |" in table.split("| untimed:")[1].splitlines()[0]
+    assert "| 1.50 | 0.60 |" in table.split("| timed:")[1].splitlines()[0]
+    doc["timing"] = {"fp32_ms": 2.5, "load_1m_start": 0.1, "load_1m_end": 0.2}  # no ONNX row
+    assert "TFLite 2.50 ms)" in render(doc) and "nan" not in render(doc)
