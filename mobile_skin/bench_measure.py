@@ -20,6 +20,7 @@ from mobile_skin.bench_report import CONVERT_FAILED, RUN_FAILED, BenchRow
 from mobile_skin.bench_worker import RESULT_TAG
 from mobile_skin.config import TrainConfig
 from mobile_skin.encoding import CLASSES
+from mobile_skin.fileio import shown_path
 from mobile_skin.formats import file_kind
 
 #: Training batch size (the paper's) and optimiser settings (Adam, the paper's lr and epsilon).
@@ -112,7 +113,7 @@ def measure(
         if not isinstance(file, Path):
             row.status, row.reason = CONVERT_FAILED, str(file)
             continue
-        row.file, row.file_mb = str(file), file.stat().st_size / 1e6
+        row.file, row.file_mb = shown_path(file), file.stat().st_size / 1e6
         row.load_1m = os.getloadavg()[0]
         job = dict(
             task="infer",

@@ -44,7 +44,7 @@ import mobile_skin  # noqa: F401
 from mobile_skin.encoding import FIELDS, UNKNOWN
 from mobile_skin.errors import UserError, cli
 from mobile_skin.external_set import class_labels, dataset_files, read_external, safe_name
-from mobile_skin.fileio import write_json
+from mobile_skin.fileio import shown_path, write_json
 from mobile_skin.machine import describe
 from mobile_skin.metrics import classification_report
 from mobile_skin.parity_stats import expected_calibration_error
@@ -82,7 +82,7 @@ class Scorer:
     def describe(self) -> dict:
         """JSON-ready: the file, its runtime and the run it was exported from."""
         return {
-            "file": str(self.file),
+            "file": shown_path(self.file),
             "format": self.runtime.kind,
             "tag": self.tag,
             "source_run": self.spec.source_run,
@@ -298,7 +298,7 @@ def score_and_report(
     calibration, curves = calibration_section(labels, probs, spec)
     metrics.update(
         about,
-        run=str(paths.root),
+        run=shown_path(paths.root),
         model=scorer.describe(),
         machine=describe(),
         baseline_majority=majority_baseline(labels, spec.classes),

@@ -60,6 +60,17 @@ def write_json(path: str | os.PathLike, obj: Any) -> Path:
     return write_text(path, json.dumps(obj, indent=2, default=_jsonable) + "\n")
 
 
+def shown_path(path: str | os.PathLike) -> str:
+    """``path`` as recorded in results and reports: relative to the working directory when it
+    lies inside it (so committed results do not carry one machine's absolute paths), else
+    absolute."""
+    resolved = Path(path).resolve()
+    try:
+        return resolved.relative_to(Path.cwd().resolve()).as_posix()
+    except ValueError:
+        return resolved.as_posix()
+
+
 def _jsonable(obj: Any) -> Any:
     """Convert NumPy scalars/arrays and paths for ``json.dumps``."""
     if hasattr(obj, "tolist"):

@@ -525,14 +525,14 @@ METHODS: dict[str, tuple[Callable[[Context], bytes], str]] = {
 def evaluate(ctx: Context, name: str, content: bytes) -> dict:
     """Write the file, score it on both splits, count its partitions."""
     from mobile_skin import parity
-    from mobile_skin.fileio import write_bytes
+    from mobile_skin.fileio import shown_path, write_bytes
     from mobile_skin.runtime import OnnxRuntime, TFLiteRuntime, predict_inputs
     from mobile_skin.tflite_profile import list_ops
 
     onnx_file = name.startswith("onnx_")
     path = write_bytes(ctx.out_dir / f"{name}.{'onnx' if onnx_file else 'tflite'}", content)
     runtime = OnnxRuntime(path, threads=2) if onnx_file else TFLiteRuntime(path, threads=2)
-    row: dict = {"method": name, "description": METHODS[name][1], "file": str(path),
+    row: dict = {"method": name, "description": METHODS[name][1], "file": shown_path(path),
                  "mb": round(len(content) / 1e6, 3)}  # fmt: skip
     if onnx_file:
         row.update(onnxruntime_kernels(path))
@@ -619,7 +619,7 @@ def run(
     log=print,
 ) -> dict:
     """Build and score ``methods``, optionally time every file, merge into ``results``."""
-    from mobile_skin.fileio import write_json, write_text
+    from mobile_skin.fileio import shown_path, write_json, write_text
     from mobile_skin.machine import describe
 
     unknown = [m for m in methods if m not in METHODS]
@@ -627,7 +627,7 @@ def run(
         raise UserError(f"unknown recipe(s) {unknown}; choose from {', '.join(METHODS)}")
     ctx = load_context(run_dir, log=log)
     doc = json.loads(results.read_text()) if results.is_file() else {"rows": {}}
-    doc.update(run=str(ctx.paths.root), machine=describe())
+    doc.update(run=shown_path(ctx.paths.root), machine=describe())
     for name in methods:
         start = time.perf_counter()
         log(f"{name}: building")
@@ -643,8 +643,8 @@ def run(
         fp32 = write_bytes(ctx.out_dir / "fp32.tflite", float_model(ctx))
         onnx_fp32 = write_bytes(ctx.out_dir / "fp32.onnx", onnx_float(ctx))
         files = {"fp32": fp32, "onnx_fp32": onnx_fp32,
-                 **{k: Path(r["file"]) for k, r in doc["rows"].items()
-                    if Path(r["file"]).is_file()}}  # fmt: skip
+                 **{k: ctx.out_dir / Path(r["file"]).name for k, r in doc["rows"].items()
+                    if (ctx.out_dir / Path(r["file"]).name).is_file()}}  # fmt: skip
         load = os.getloadavg()[0]
         times = time_files(files)
         doc["timing"] = {"fp32_ms": times["fp32"], "onnx_fp32_ms": times["onnx_fp32"],
@@ -681,7 +681,9 @@ def render(doc: dict) -> str:
             if t
             else " (not timed)"
         )
-        + ". Command: `python benchmarks/int8_methods.py RUN --methods NAME... [--time]`.",
+        + f". Each row: `python benchmarks/int8_methods.py {doc['run']} --methods NAME`, NAME "
+        "the recipe before its colon (a `+` recipe reuses its base's file if built); the ms "
+        "columns: the same command with `--time`, which times every file built so far.",
         "",
         "| recipe | test agreement | test decided | val agreement | val decided | delta bal. acc. "
         "test / val | worst class sens. test / val | ms | x fp32 | graph as run | MB |",

@@ -56,7 +56,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from mobile_skin.fileio import atomic_path, write_json, write_text
+from mobile_skin.fileio import atomic_path, shown_path, write_json, write_text
 from mobile_skin.formats import FORMATS, KERAS
 from mobile_skin.machine import describe
 from mobile_skin.parity_report import pct, render
@@ -424,7 +424,7 @@ def record(paths: RunPaths, *rows: ParityRow, sweeps: dict | None = None) -> Pat
         write_json(
             out / PARITY_JSON,
             {
-                "run": str(paths.root),
+                "run": shown_path(paths.root),
                 "machine": machine,
                 "decided_margin": DECIDED_MARGIN,
                 "bootstrap": {"resamples": BOOTSTRAP_RESAMPLES, "seed": BOOTSTRAP_SEED},

@@ -289,7 +289,7 @@ def run_report(
 
     from tqdm.auto import tqdm
 
-    from mobile_skin.fileio import write_json, write_text
+    from mobile_skin.fileio import shown_path, write_json, write_text
     from mobile_skin.machine import describe
 
     probe = probe_run(run_dir, calibration_samples=calibration_samples, limit=limit, log=log)
@@ -319,7 +319,7 @@ def run_report(
         write_json(
             out.with_suffix(".json"),
             {
-                "run": str(run_dir),
+                "run": shown_path(run_dir),
                 "command": command,
                 "test_images": n,
                 "calibration_samples": calibration_samples,

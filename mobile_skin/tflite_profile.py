@@ -29,6 +29,7 @@ from ai_edge_litert.interpreter import Interpreter, OpResolverType
 from ai_edge_litert.tools import flatbuffer_utils
 
 from mobile_skin.errors import UserError
+from mobile_skin.fileio import shown_path
 
 
 @dataclass
@@ -274,7 +275,7 @@ def profile(
             row["ms"] = sum(r["ms"] or 0.0 for r in op_rows if r["name"] == name)
         count_rows.append(row)
     return {
-        "file": str(path),
+        "file": shown_path(path),
         "size_bytes": len(content),
         "partitions": len({o.partition for o in ops if o.partition is not None}),
         "outside": sum(outside.values()),

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -11,6 +12,7 @@ import pytest
 from mobile_skin import parity
 from mobile_skin.encoding import CLASSES, MetadataEncoding
 from mobile_skin.export import FORMATS
+from mobile_skin.fileio import shown_path
 from mobile_skin.parity import DECIDED_MARGIN, FAIL, PASS, TOLERANCES, ParityRow, judge
 from mobile_skin.parity_stats import compare
 from mobile_skin.run import RunPaths
@@ -153,6 +155,16 @@ def _row(fmt, agreement=1.0):
     for name in parity.SPLITS:
         row.splits[name] = compare(name, labels, other, CLASSES, probs, DECIDED_MARGIN)
     return judge(row, CLASSES) if fmt != "keras" else row
+
+
+def test_the_record_names_the_run_relative_to_the_working_directory(tmp_path, monkeypatch):
+    # committed parity.json files must not carry one machine's absolute paths
+    monkeypatch.chdir(tmp_path)
+    parity.record(RunPaths(tmp_path / "runs" / "r"), _row("keras"))
+    assert json.loads(Path("runs/r/export/parity.json").read_text())["run"] == "runs/r"
+    outside = tmp_path.parent / "elsewhere"
+    monkeypatch.chdir(tmp_path / "runs")
+    assert shown_path(outside) == outside.resolve().as_posix()
 
 
 def test_record_replaces_the_row_of_the_same_format(tmp_path):

@@ -375,6 +375,7 @@ def test_the_int8_comparison_table_says_which_rows_were_not_timed():
            "rows": {"untimed": row, "timed": {**row, "ms": 1.5, "ratio_to_fp32": 0.6}}}  # fmt: skip
     table = render(doc)
     assert "nan" not in table and "(not timed)" in table
+    assert "`python benchmarks/int8_methods.py runs/r --methods NAME`" in table
     assert "| not timed | not timed |" in table.split("| untimed:")[1].splitlines()[0]
     assert "| 1.50 | 0.60 |" in table.split("| timed:")[1].splitlines()[0]
     doc["timing"] = {"fp32_ms": 2.5, "load_1m_start": 0.1, "load_1m_end": 0.2}  # no ONNX row
