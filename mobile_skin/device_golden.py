@@ -45,7 +45,7 @@ import numpy as np
 
 from mobile_skin.android_golden import dumps, pattern_image
 from mobile_skin.errors import UserError, cli
-from mobile_skin.fileio import sha256_file, write_bytes, write_text
+from mobile_skin.fileio import sha256_file, shown_path, write_bytes, write_text
 from mobile_skin.parity import FAIL, PARITY_JSON, PASS, load_rows
 from mobile_skin.run import RunPaths, resolve_run
 from mobile_skin.spec import IMAGE_INPUT, METADATA_INPUT, ModelSpec
@@ -202,10 +202,8 @@ def tolerance(fmt: str, probs: np.ndarray) -> dict:
 def _run_label(root: Path) -> str:
     """The run as shown in the generator text: relative to the working directory when inside
     it, else its name alone (never an absolute path)."""
-    try:
-        return root.resolve().relative_to(Path.cwd().resolve()).as_posix()
-    except ValueError:
-        return root.name
+    shown = shown_path(root)
+    return root.name if Path(shown).is_absolute() else shown
 
 
 def write_golden(

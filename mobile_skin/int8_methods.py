@@ -642,9 +642,9 @@ def run(
 
         fp32 = write_bytes(ctx.out_dir / "fp32.tflite", float_model(ctx))
         onnx_fp32 = write_bytes(ctx.out_dir / "fp32.onnx", onnx_float(ctx))
+        built = {k: ctx.out_dir / Path(r["file"]).name for k, r in doc["rows"].items()}
         files = {"fp32": fp32, "onnx_fp32": onnx_fp32,
-                 **{k: ctx.out_dir / Path(r["file"]).name for k, r in doc["rows"].items()
-                    if (ctx.out_dir / Path(r["file"]).name).is_file()}}  # fmt: skip
+                 **{k: path for k, path in built.items() if path.is_file()}}  # fmt: skip
         load = os.getloadavg()[0]
         times = time_files(files)
         doc["timing"] = {"fp32_ms": times["fp32"], "onnx_fp32_ms": times["onnx_fp32"],
