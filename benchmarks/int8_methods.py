@@ -7,7 +7,7 @@ validation splits against Keras, and merges the rows into ``DIR/int8_methods_<ru
 ``benchmarks/results``). ``--time``
 then times every file built so far against the float32 file, round-robin, 1 thread, batch 1;
 it needs an otherwise idle machine (``flock /tmp/mobile_skin_timing.lock ...`` on a shared one).
-Argument parsing only; the work is :mod:`mobile_skin.int8_methods`.
+Argument parsing only; the work is :mod:`mobile_skin.bench.int8_methods`.
 """
 
 from __future__ import annotations
@@ -15,11 +15,11 @@ from __future__ import annotations
 import argparse
 import sys
 
-from mobile_skin.errors import add_results_dir, cli
+from mobile_skin.common.errors import add_results_dir, cli
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    from mobile_skin.int8_methods import METHODS
+    from mobile_skin.bench.int8_methods import METHODS
 
     p = argparse.ArgumentParser(
         prog="python benchmarks/int8_methods.py", description=__doc__.splitlines()[0]
@@ -40,8 +40,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 @cli
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    from mobile_skin.int8_methods import run
-    from mobile_skin.run import resolve_run
+    from mobile_skin.bench.int8_methods import run
+    from mobile_skin.data.run import resolve_run
 
     paths = resolve_run(args.run)
     out = args.out / f"int8_methods_{paths.root.name}.json"

@@ -9,7 +9,7 @@ same test images as the int8 .tflite) with chosen quantizers at 16 bits; writes
 benchmark; default ``benchmarks/results``).
 About 10 s per experiment on 998 images at 160 px (2 cores); the per-tensor pass is one
 experiment per activation tensor (~125: 20 min).
-Argument parsing only; the work is :mod:`mobile_skin.quant_sensitivity`.
+Argument parsing only; the work is :mod:`mobile_skin.quant.sensitivity`.
 """
 
 from __future__ import annotations
@@ -18,8 +18,8 @@ import argparse
 import shlex
 import sys
 
-from mobile_skin.calibration import DEFAULT_SAMPLES
-from mobile_skin.errors import UserError, add_results_dir, cli
+from mobile_skin.common.errors import UserError, add_results_dir, cli
+from mobile_skin.quant.calibration import DEFAULT_SAMPLES
 
 DEFAULT_SWEEP = ["8,8", "10,8", "12,8", "16,8", "8,16", "16,16"]
 DEFAULT_KEEP = [4, 8, 16, 32]
@@ -81,11 +81,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     args = parse_args(argv)
-    from mobile_skin.calibration import check_sample_count
+    from mobile_skin.quant.calibration import check_sample_count
 
     check_sample_count(args.calibration_samples)
-    from mobile_skin.quant_sensitivity import run_report
-    from mobile_skin.run import resolve_run
+    from mobile_skin.data.run import resolve_run
+    from mobile_skin.quant.sensitivity import run_report
 
     paths = resolve_run(args.run)
     out = args.out / f"int8_sensitivity_{paths.root.resolve().name}"

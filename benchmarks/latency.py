@@ -5,7 +5,7 @@ Usage: ``python benchmarks/latency.py [--run RUN_DIR] [--models ...] [--runtimes
 
 On a shared machine hold the timing lock:
 ``flock /tmp/mobile_skin_timing.lock python benchmarks/latency.py ...``.
-Argument parsing and the work are in :mod:`mobile_skin.benchmark`.
+Argument parsing and the work are in :mod:`mobile_skin.bench.table10`.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from __future__ import annotations
 import sys
 
 import mobile_skin  # noqa: F401  (sets TF_USE_LEGACY_KERAS before TensorFlow loads)
-from mobile_skin.benchmark import main
+from mobile_skin.bench.table10 import main
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -4,7 +4,7 @@ Usage: ``python benchmarks/train_throughput.py --data DIR [--image-size 160] [--
 [--steps N] [--augment flip_rotate] [--out benchmarks/results]``.
 
 Timing needs a quiet machine: ``flock /tmp/mobile_skin_timing.lock python benchmarks/...``.
-Argument parsing only; the work is :mod:`mobile_skin.throughput`.
+Argument parsing only; the work is :mod:`mobile_skin.bench.throughput`.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ import sys
 from pathlib import Path
 
 import mobile_skin  # noqa: F401  (sets TF_USE_LEGACY_KERAS before TensorFlow loads)
-from mobile_skin.errors import UserError, add_results_dir, cli
+from mobile_skin.common.errors import UserError, add_results_dir, cli
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -38,8 +38,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 @cli
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    from mobile_skin.pipeline import AUGMENTATIONS
-    from mobile_skin.throughput import measure_throughput, write_results
+    from mobile_skin.bench.throughput import measure_throughput, write_results
+    from mobile_skin.contract.pipeline import AUGMENTATIONS
 
     if args.augment not in AUGMENTATIONS:
         raise UserError(

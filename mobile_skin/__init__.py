@@ -19,6 +19,22 @@ if "tensorflow" in sys.modules and os.environ.get("TF_USE_LEGACY_KERAS") != "1":
     )
 os.environ["TF_USE_LEGACY_KERAS"] = "1"
 
+#: The stage packages, lowest first. A module of one imports only from its own package and those
+#: before it; the commands at the top level (``cli``, ``demo`` and the ``python -m`` entry points)
+#: may import any (docs/design.md, Code layout; ``tests/test_imports.py`` enforces it).
+LAYERS = (
+    "common",
+    "contract",
+    "data",
+    "model",
+    "evaluation",
+    "training",
+    "parity",
+    "quant",
+    "export",
+    "bench",
+)
+
 #: ``MOBILE_SKIN_VERBOSE=1`` shows TensorFlow's start-up log (oneDNN, CUDA probing, cuInit), which
 #: otherwise appears on every command of a machine without a GPU and says nothing a user can act on.
 VERBOSE = os.environ.get("MOBILE_SKIN_VERBOSE", "") not in ("", "0")

@@ -14,7 +14,7 @@ import importlib
 import sys
 from dataclasses import dataclass
 
-from mobile_skin.errors import EXIT_USAGE
+from mobile_skin.common.errors import EXIT_USAGE
 
 
 @dataclass(frozen=True)
@@ -30,38 +30,39 @@ class Command:
 #: Stage -> command name -> command, in pipeline order.
 COMMANDS: dict[str, dict[str, Command]] = {
     "train and evaluate": {
-        "train": Command("mobile_skin.train", "main", "train a model on a HAM10000-shaped folder",
+        "train": Command("mobile_skin.training.train", "main",
+                         "train a model on a HAM10000-shaped folder",
                          "python -m mobile_skin.train"),
-        "evaluate": Command("mobile_skin.evaluate", "main",
+        "evaluate": Command("mobile_skin.evaluation.evaluate", "main",
                             "score a run's split or an external set, in Keras or an exported file",
                             "python -m mobile_skin.evaluate"),
-        "calibrate": Command("mobile_skin.calibrate", "main",
+        "calibrate": Command("mobile_skin.evaluation.calibrate", "main",
                              "fit and fold a run's temperature (training does it too)",
                              "python -m mobile_skin.calibrate"),
-        "compare": Command("mobile_skin.compare", "main", "finished runs side by side",
+        "compare": Command("mobile_skin.evaluation.compare", "main", "finished runs side by side",
                            "python -m mobile_skin.compare"),
-        "sweep": Command("mobile_skin.sweep", "main",
+        "sweep": Command("mobile_skin.training.sweep", "main",
                          "the paper's Table 8 cut sweep: one run per cut, then a summary",
                          "python -m mobile_skin.sweep"),
     },
     "export and use": {
-        "export tflite": Command("mobile_skin.export_cli", "tflite_main",
+        "export tflite": Command("mobile_skin.export.cli", "tflite_main",
                                  "convert to TFLite, gated on parity with Keras",
                                  "python export/to_tflite.py"),
-        "export onnx": Command("mobile_skin.export_cli", "onnx_main",
+        "export onnx": Command("mobile_skin.export.cli", "onnx_main",
                                "convert to ONNX, gated on parity with Keras",
                                "python export/to_onnx.py"),
-        "predict": Command("mobile_skin.predict", "main",
+        "predict": Command("mobile_skin.model.predict", "main",
                            "classify photos with a run or an exported file",
                            "python -m mobile_skin.predict"),
-        "device-golden": Command("mobile_skin.device_golden", "main",
+        "device-golden": Command("mobile_skin.export.device_golden", "main",
                                  "write the Android instrumented test's golden",
                                  "python -m mobile_skin.device_golden"),
     },
     "measure": {
-        "bench": Command("mobile_skin.benchmark", "main", "the paper's Table 10 on this machine",
-                         "python benchmarks/latency.py"),
-        "profile": Command("mobile_skin.profile_cli", "main",
+        "bench": Command("mobile_skin.bench.table10", "main",
+                         "the paper's Table 10 on this machine", "python benchmarks/latency.py"),
+        "profile": Command("mobile_skin.bench.profile_cli", "main",
                            "ops outside XNNPACK and per-op time of .tflite files",
                            "python benchmarks/profile_tflite.py"),
     },

@@ -22,7 +22,7 @@ import time
 from pathlib import Path
 
 import mobile_skin  # noqa: F401
-from mobile_skin.errors import cli
+from mobile_skin.common.errors import cli
 
 
 def _banner(text: str) -> None:
@@ -63,8 +63,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--lesions", type=int, default=300, help="synthetic lesions (default 300)")
     p.add_argument("--epochs", type=int, default=8, help="training epochs (default 8)")
     args = p.parse_args(argv)
-    from mobile_skin import train
-    from mobile_skin.synthetic import write_synthetic_dataset
+    from mobile_skin.data.synthetic import write_synthetic_dataset
+    from mobile_skin.training import train
 
     started = time.perf_counter()
     out = Path(args.out)
@@ -104,9 +104,9 @@ def main(argv: list[str] | None = None) -> int:
     print(f"\nreport: {run / 'report.md'} (figures in {run / 'figures'})")
 
     _banner("4/5 export to TFLite float32 and int8, each gated on parity with Keras")
-    from mobile_skin import parity
-    from mobile_skin.export import export_formats
-    from mobile_skin.parity_report import summary_table
+    from mobile_skin.export.exporter import export_formats
+    from mobile_skin.parity import gate as parity
+    from mobile_skin.parity.report import summary_table
 
     # int8 fine-tunes quantization-aware for 2 epochs here (8 by default): the demo stays short.
     rows = export_formats(run, ["tflite_fp32", "tflite_int8"], latency_runs=5, qat_epochs=2)
@@ -120,7 +120,7 @@ def main(argv: list[str] | None = None) -> int:
               f"{r.file}): {r.reason.split('; ')[0]}")  # fmt: skip
 
     _banner("5/5 speed: the MobileNetV3 rows of Table 10 (benchmarks/latency.py --quick)")
-    from mobile_skin import benchmark
+    from mobile_skin.bench import table10 as benchmark
 
     benchmark.main(["--quick", "--run", str(run), "--image-size", "64", "--threads", "all",
                     "--out", str(out / "benchmark")])  # fmt: skip

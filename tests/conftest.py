@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 
 import mobile_skin  # noqa: F401  (sets TF_USE_LEGACY_KERAS before TensorFlow loads)
-from mobile_skin.run import RunPaths
-from mobile_skin.synthetic import write_synthetic_dataset
+from mobile_skin.data.run import RunPaths
+from mobile_skin.data.synthetic import write_synthetic_dataset
 
 
 @pytest.fixture(scope="session")
@@ -22,7 +22,7 @@ def synthetic_root(tmp_path_factory) -> Path:
 @pytest.fixture(scope="session")
 def smoke_run(tmp_path_factory, synthetic_root) -> RunPaths:
     """A finished smoke-preset run (64 px, a few epochs) on the synthetic data, with its report."""
-    from mobile_skin import train
+    from mobile_skin.training import train
 
     out = tmp_path_factory.mktemp("runs") / "smoke"
     train.main(
@@ -40,7 +40,7 @@ def exported(smoke_run):
     Usage: ``row = exported("tflite_int8")`` (a ParityRow); the file is in
     ``smoke_run.export("tflite_int8")``.
     """
-    from mobile_skin.export import FORMATS, export_formats
+    from mobile_skin.export.exporter import FORMATS, export_formats
 
     formats = list(FORMATS)
     rows = export_formats(

@@ -14,7 +14,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from mobile_skin.android_golden import (
+from mobile_skin.common.errors import UserError
+from mobile_skin.contract.android_golden import (
     GOLDEN_DIR,
     IMAGE_FILE,
     METADATA_FILE,
@@ -25,9 +26,8 @@ from mobile_skin.android_golden import (
     to_argb_ints,
     write_goldens,
 )
-from mobile_skin.encoding import MetadataEncoding
-from mobile_skin.errors import UserError
-from mobile_skin.spec import SPEC_FILE, ModelSpec
+from mobile_skin.contract.encoding import MetadataEncoding
+from mobile_skin.contract.spec import SPEC_FILE, ModelSpec
 
 COMMITTED = Path(__file__).resolve().parents[1] / GOLDEN_DIR
 REGENERATE = f"regenerate with: python -m mobile_skin.android_golden {GOLDEN_DIR}"
@@ -109,12 +109,13 @@ def test_argb_ints_match_android_layout() -> None:
 
 
 def test_production_goldens_are_the_training_pipelines_pixels(fresh: Path) -> None:
-    """The goldens come from mobile_skin.image; TensorFlow's pipeline gives the same bytes."""
+    """The goldens come from mobile_skin.contract.image; TensorFlow's pipeline gives the same
+    bytes."""
     import hashlib
 
     import tensorflow as tf
 
-    from mobile_skin.pipeline import resize_image
+    from mobile_skin.contract.pipeline import resize_image
 
     for case in _load(fresh, PRODUCTION_FILE)["cases"]:
         rgb = pattern_image(case["width"], case["height"], case["salt"])[..., 1:]

@@ -14,11 +14,13 @@ from pathlib import Path
 
 import pytest
 
-from mobile_skin import bench_report, benchmark, export
-from mobile_skin.bench_models import RUNTIMES
-from mobile_skin.bench_report import COLUMNS, CONVERT_FAILED, OK, BenchRow
-from mobile_skin.errors import EXIT_USAGE
-from mobile_skin.machine import cpu_features, cpu_name, feature_tag, slug
+from mobile_skin.bench import report as bench_report
+from mobile_skin.bench import table10 as benchmark
+from mobile_skin.bench.models import RUNTIMES
+from mobile_skin.bench.report import COLUMNS, CONVERT_FAILED, OK, BenchRow
+from mobile_skin.common.errors import EXIT_USAGE
+from mobile_skin.common.machine import cpu_features, cpu_name, feature_tag, slug
+from mobile_skin.export import exporter as export
 
 POSITIVE = ("latency_median_ms", "latency_p90_ms", "latency_mean_ms", "params", "depth", "gflops",
             "file_mb", "peak_rss_mb", "rss_before_load_mb", "latency_runs")  # fmt: skip
@@ -108,7 +110,7 @@ def test_second_run_reuses_the_cache(quick):
 
 def test_int8_rows_time_the_graph_the_exporter_writes(quick):
     """The float head and MobileNetV3's float start (Backbone.int8_float_prefix), as --int8."""
-    from mobile_skin.export_tflite import tflite_quantization_info
+    from mobile_skin.export.convert_tflite import tflite_quantization_info
 
     out, _, _, calls = quick
     assert calls["onnx_int8"]["float_prefix"] == "expanded_conv/Add"
@@ -170,15 +172,15 @@ def test_bad_flags_are_one_line_errors(flags, message, tmp_path, capsys):
 
 
 def test_throughput_refuses_more_steps_than_images(synthetic_root):
-    from mobile_skin.errors import UserError
-    from mobile_skin.throughput import measure_throughput
+    from mobile_skin.bench.throughput import measure_throughput
+    from mobile_skin.common.errors import UserError
 
     with pytest.raises(UserError, match="training split"):
         measure_throughput(synthetic_root, 64, 32, steps=1000, log=lambda _m: None)
 
 
 def test_throughput_table_reports_the_cached_share():
-    from mobile_skin.throughput import ThroughputRow, render_markdown
+    from mobile_skin.bench.throughput import ThroughputRow, render_markdown
 
     passes = (("in-memory (before)", 1.0), ("first pass", 4.0), ("cached", 1.25), ("after", 1.0))
     rows = [ThroughputRow(feed, 2, 64, s, 64 / s) for feed, s in passes]
@@ -194,7 +196,7 @@ def test_throughput_table_reports_the_cached_share():
 
 @pytest.mark.slow
 def test_throughput_end_to_end(synthetic_root, tmp_path):
-    from mobile_skin.throughput import measure_throughput, write_results
+    from mobile_skin.bench.throughput import measure_throughput, write_results
 
     rows, facts = measure_throughput(synthetic_root, 64, 8, steps=2, log=lambda _m: None)
     assert [r.images for r in rows] == [16] * 4
@@ -203,3 +205,13 @@ def test_throughput_end_to_end(synthetic_root, tmp_path):
     assert rows[2].share_of_in_memory == pytest.approx(rows[2].images_per_s / mean)
     paths = write_results(tmp_path, rows, facts)
     assert {Path(p).suffix for p in paths} == {".csv", ".json", ".md"}
+
+
+def test_the_cache_key_reads_every_module_it_names():
+    """The cache key hashes the source of the modules and functions bench.cache lists: each must
+    exist (a moved or renamed module would otherwise fail only in a real benchmark)."""
+    from mobile_skin.bench.cache import CODE, INT8_CODE, code_version, default_cache_dir
+
+    keys = {kind: code_version(names) for kind, names in CODE.items()}
+    assert len(set(keys.values())) == len(keys) and len(code_version(INT8_CODE)) == 16
+    assert (default_cache_dir().parents[2] / "pyproject.toml").is_file()

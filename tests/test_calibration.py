@@ -6,15 +6,15 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from mobile_skin.calibration import (
+from mobile_skin.common.errors import UserError
+from mobile_skin.contract.encoding import CLASSES, METADATA_SIZE, MetadataEncoding
+from mobile_skin.contract.spec import ModelSpec
+from mobile_skin.quant.calibration import (
     calibration_frame,
     calibration_samples,
     per_class_counts,
     representative_dataset,
 )
-from mobile_skin.encoding import CLASSES, METADATA_SIZE, MetadataEncoding
-from mobile_skin.errors import UserError
-from mobile_skin.spec import ModelSpec
 
 
 @pytest.mark.parametrize(
@@ -65,7 +65,7 @@ def test_fewer_samples_than_classes_is_a_user_error():
 
 
 def test_samples_are_model_inputs_by_name(synthetic_root):
-    from mobile_skin.data import load_ham10000
+    from mobile_skin.data.ham10000 import load_ham10000
 
     frame = load_ham10000(synthetic_root, verify_images=False, log=lambda _m: None)
     spec = ModelSpec(image_size=32, encoding=MetadataEncoding())

@@ -7,12 +7,12 @@ import shutil
 import numpy as np
 import pytest
 
-from mobile_skin import calibration_temperature as ct
-from mobile_skin.config import RunConfig
-from mobile_skin.fileio import sha256_file
-from mobile_skin.parity_stats import expected_calibration_error
-from mobile_skin.run import RunPaths
-from mobile_skin.spec import ModelSpec
+from mobile_skin.common.config import RunConfig
+from mobile_skin.common.fileio import sha256_file
+from mobile_skin.contract.spec import ModelSpec
+from mobile_skin.data.run import RunPaths
+from mobile_skin.evaluation import temperature as ct
+from mobile_skin.evaluation.stats import expected_calibration_error
 
 
 def _softmax(z: np.ndarray) -> np.ndarray:
@@ -79,7 +79,7 @@ def test_old_configs_stay_uncalibrated_and_new_ones_calibrate():
 def test_training_calibrates_the_run_and_exports_carry_it(smoke_run, exported):
     """The session's smoke run was calibrated by training: the kept raw model and the
     calibrated one differ exactly by the recorded temperature, and exports inherit it."""
-    from mobile_skin.model import load_model
+    from mobile_skin.model.network import load_model
 
     spec = ModelSpec.load(smoke_run.spec)
     t = ct.temperature_of(spec)
@@ -102,7 +102,7 @@ def test_training_calibrates_the_run_and_exports_carry_it(smoke_run, exported):
 def test_calibrate_off_and_on_again(smoke_run, tmp_path):
     """``--off`` restores the raw model; calibrating again refits from it and gives the same
     temperature; a later refit starts from the kept raw model unless best.keras was replaced."""
-    from mobile_skin.calibrate import main
+    from mobile_skin.evaluation.calibrate import main
 
     run = RunPaths(tmp_path / "run")
     shutil.copytree(smoke_run.root, run.root, ignore=shutil.ignore_patterns("export"))
@@ -121,7 +121,7 @@ def test_calibrate_off_and_on_again(smoke_run, tmp_path):
 
 
 def test_calibrate_names_a_missing_run(tmp_path, capsys):
-    from mobile_skin.calibrate import main
+    from mobile_skin.evaluation.calibrate import main
 
     with pytest.raises(SystemExit) as exit_:
         main([str(tmp_path / "nope")])

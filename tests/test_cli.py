@@ -57,8 +57,9 @@ def test_console_script_is_installed():
 def test_threads_mean_the_same_in_every_command():
     import os
 
-    from mobile_skin import benchmark, profile_cli
-    from mobile_skin.errors import thread_count
+    from mobile_skin.bench import profile_cli
+    from mobile_skin.bench import table10 as benchmark
+    from mobile_skin.common.errors import thread_count
 
     assert thread_count("all") == (os.cpu_count() or 1) and thread_count("3") == 3
     for bad in ("0", "-1", "x", ""):
@@ -69,7 +70,7 @@ def test_threads_mean_the_same_in_every_command():
 
 
 def test_benchmark_takes_the_run_positionally_or_as_run(capsys):
-    from mobile_skin import benchmark
+    from mobile_skin.bench import table10 as benchmark
 
     assert benchmark.parse_args(["runs/x", "--quick"]).run == "runs/x"
     assert benchmark.parse_args(["--run", "runs/x", "--quick"]).run == "runs/x"

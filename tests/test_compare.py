@@ -6,8 +6,8 @@ import json
 
 import pytest
 
-from mobile_skin import compare
-from mobile_skin.config import RunConfig
+from mobile_skin.common.config import RunConfig
+from mobile_skin.evaluation import compare
 
 
 def fake_run(root, name, dropout, full, blind, *, val=True, metadata=True):

@@ -8,12 +8,12 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from mobile_skin.data import CSV_NAME, load_ham10000
-from mobile_skin.encoding import CLASSES
-from mobile_skin.errors import UserError
-from mobile_skin.image import load as load_image
-from mobile_skin.pipeline import make_dataset, orient, resize_image
-from mobile_skin.synthetic import write_synthetic_dataset
+from mobile_skin.common.errors import UserError
+from mobile_skin.contract.encoding import CLASSES
+from mobile_skin.contract.image import load as load_image
+from mobile_skin.contract.pipeline import make_dataset, orient, resize_image
+from mobile_skin.data.ham10000 import CSV_NAME, load_ham10000
+from mobile_skin.data.synthetic import write_synthetic_dataset
 
 
 @pytest.fixture()
@@ -140,8 +140,8 @@ def test_augmentation_keeps_shape_and_differs_by_epoch(root):
 def test_metadata_dropout_rates_seed_and_fields():
     import tensorflow as tf
 
-    from mobile_skin.encoding import MetadataEncoding
-    from mobile_skin.pipeline import metadata_dropout
+    from mobile_skin.contract.encoding import MetadataEncoding
+    from mobile_skin.contract.pipeline import metadata_dropout
 
     enc = MetadataEncoding(age_unknown_value=0.5)
     vec = tf.constant(enc.encode(45, "female", "back"))
@@ -166,7 +166,7 @@ def test_metadata_dropout_rates_seed_and_fields():
 
 
 def test_metadata_dropout_only_while_training(root):
-    from mobile_skin.encoding import MetadataEncoding
+    from mobile_skin.contract.encoding import MetadataEncoding
 
     frame = load_ham10000(root, drop_missing_age=False, log=quiet)
     enc = MetadataEncoding.fit(frame["age"])
@@ -192,9 +192,9 @@ def test_metadata_dropout_only_while_training(root):
 
 
 def test_numpy_pixels_equal_the_training_pipeline_for_every_orientation(root, tmp_path):
-    """mobile_skin.image (NumPy, no TensorFlow) gives the tf.data pipeline's pixels exactly,
-    EXIF orientation included (a phone-sized JPEG and PNG, each stored with tags 1-8)."""
-    from mobile_skin import image
+    """mobile_skin.contract.image (NumPy, no TensorFlow) gives the tf.data pipeline's pixels
+    exactly, EXIF orientation included (a phone-sized JPEG and PNG, each stored with tags 1-8)."""
+    from mobile_skin.contract import image
 
     rng = np.random.default_rng(4)
     photo = np.clip(rng.normal(128, 60, (300, 400, 3)), 0, 255).astype(np.uint8)
@@ -219,7 +219,7 @@ def test_numpy_pixels_equal_the_training_pipeline_for_every_orientation(root, tm
 def test_tensorflow_numpy_and_pillow_orientation_agree(orientation, tmp_path):
     from PIL import ImageOps
 
-    from mobile_skin.image import apply_orientation
+    from mobile_skin.contract.image import apply_orientation
 
     a = np.arange(4 * 3 * 3, dtype=np.uint8).reshape(4, 3, 3) * 7
     np.testing.assert_array_equal(orient(a, orientation).numpy(), apply_orientation(a, orientation))

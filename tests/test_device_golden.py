@@ -1,8 +1,8 @@
 """The device golden (``python -m mobile_skin.device_golden``) on the smoke run's exports.
 
 The generator must write Python's answer exactly (the same pixels, metadata and runtime as
-``mobile_skin.predict``), tie it to the model file's SHA-256, and write the same bytes every time.
-The committed golden's image must still be what the generator draws.
+``mobile_skin.model.predict``), tie it to the model file's SHA-256, and write the same bytes every
+time. The committed golden's image must still be what the generator draws.
 """
 
 from __future__ import annotations
@@ -16,12 +16,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from mobile_skin import device_golden, image
-from mobile_skin.android_golden import golden_spec
-from mobile_skin.device_golden import GOLDEN_FILE, IMAGE_FILE, MAX_ABS_DIFF, PATIENT
-from mobile_skin.parity import FAIL, PARITY_JSON, PASS, load_rows
-from mobile_skin.runtime import load_runtime
-from mobile_skin.spec import IMAGE_INPUT, METADATA_INPUT, ModelSpec
+from mobile_skin.contract import image
+from mobile_skin.contract.android_golden import golden_spec
+from mobile_skin.contract.spec import IMAGE_INPUT, METADATA_INPUT, ModelSpec
+from mobile_skin.export import device_golden
+from mobile_skin.export.device_golden import GOLDEN_FILE, IMAGE_FILE, MAX_ABS_DIFF, PATIENT
+from mobile_skin.model.runtime import load_runtime
+from mobile_skin.parity.gate import FAIL, PARITY_JSON, PASS, load_rows
 
 COMMITTED = Path(__file__).resolve().parents[1] / device_golden.DEFAULT_OUT
 

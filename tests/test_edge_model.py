@@ -7,12 +7,12 @@ import pytest
 import tensorflow as tf
 import tf_keras
 
-from mobile_skin.config import ModelConfig
-from mobile_skin.edge_model import rewrite_counts, to_edge_model
-from mobile_skin.encoding import METADATA_SIZE
-from mobile_skin.model import build_model, load_model
-from mobile_skin.soft_attention import SoftAttention
-from mobile_skin.tflite_profile import list_ops
+from mobile_skin.bench.tflite_profile import list_ops
+from mobile_skin.common.config import ModelConfig
+from mobile_skin.contract.encoding import METADATA_SIZE
+from mobile_skin.model.network import build_model, load_model
+from mobile_skin.model.soft_attention import SoftAttention
+from mobile_skin.quant.edge_model import rewrite_counts, to_edge_model
 
 L = tf_keras.layers
 SIZE = 64
@@ -149,9 +149,9 @@ def test_int8_mobilenet_leaves_only_softmax_outside_xnnpack():
 
 
 def _int8_two_inputs(model: tf_keras.Model) -> bytes:
-    from mobile_skin.encoding import MetadataEncoding
-    from mobile_skin.export_tflite import convert_tflite
-    from mobile_skin.spec import ModelSpec
+    from mobile_skin.contract.encoding import MetadataEncoding
+    from mobile_skin.contract.spec import ModelSpec
+    from mobile_skin.export.convert_tflite import convert_tflite
 
     spec = ModelSpec(image_size=SIZE, encoding=MetadataEncoding())
     rng = np.random.default_rng(0)

@@ -6,9 +6,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from mobile_skin.encoding import CLASSES, FIELDS, LOCALIZATIONS, SEXES, MetadataEncoding
-from mobile_skin.errors import UserError
-from mobile_skin.spec import ModelSpec
+from mobile_skin.common.errors import UserError
+from mobile_skin.contract.encoding import CLASSES, FIELDS, LOCALIZATIONS, SEXES, MetadataEncoding
+from mobile_skin.contract.spec import ModelSpec
 
 
 def test_layout_and_known_values():

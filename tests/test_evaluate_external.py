@@ -12,15 +12,16 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from mobile_skin import evaluate, external_set
-from mobile_skin.calibration_temperature import scale
-from mobile_skin.data import CSV_NAME
-from mobile_skin.encoding import LOCALIZATIONS, MetadataEncoding
-from mobile_skin.errors import EXIT_USAGE, UserError
-from mobile_skin.parity_stats import expected_calibration_error
-from mobile_skin.reliability import plot_reliability, reliability_bins
-from mobile_skin.spec import ModelSpec
-from mobile_skin.synthetic import write_synthetic_dataset
+from mobile_skin.common.errors import EXIT_USAGE, UserError
+from mobile_skin.contract.encoding import LOCALIZATIONS, MetadataEncoding
+from mobile_skin.contract.spec import ModelSpec
+from mobile_skin.data import external_set
+from mobile_skin.data.ham10000 import CSV_NAME
+from mobile_skin.data.synthetic import write_synthetic_dataset
+from mobile_skin.evaluation import evaluate
+from mobile_skin.evaluation.reliability import plot_reliability, reliability_bins
+from mobile_skin.evaluation.stats import expected_calibration_error
+from mobile_skin.evaluation.temperature import scale
 
 #: The site value the encoding does not know (ISIC 2019 spells it so).
 FOREIGN_SITE = "palms/soles"

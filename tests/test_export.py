@@ -12,15 +12,16 @@ import numpy as np
 import onnx
 import pytest
 
-from mobile_skin import edge_model, embedded_spec
-from mobile_skin.encoding import CLASSES
-from mobile_skin.errors import UserError
-from mobile_skin.export import FORMATS, model_path
-from mobile_skin.logit_correction import DEFAULT_ESTIMATOR
-from mobile_skin.parity import FAIL, PASS, TOLERANCES, UNVERIFIED, judge, load_rows
-from mobile_skin.robustness import CONDITIONS
-from mobile_skin.runtime import load_runtime
-from mobile_skin.spec import LABELS_FILE, SPEC_FILE, ModelSpec
+from mobile_skin.common.errors import UserError
+from mobile_skin.contract import embedded_spec
+from mobile_skin.contract.encoding import CLASSES
+from mobile_skin.contract.spec import LABELS_FILE, SPEC_FILE, ModelSpec
+from mobile_skin.evaluation.robustness import CONDITIONS
+from mobile_skin.export.exporter import FORMATS, model_path
+from mobile_skin.model.runtime import load_runtime
+from mobile_skin.parity.gate import FAIL, PASS, TOLERANCES, UNVERIFIED, judge, load_rows
+from mobile_skin.quant import edge_model
+from mobile_skin.quant.logit_correction import DEFAULT_ESTIMATOR
 
 ROOT = Path(__file__).resolve().parents[1]
 EXPORTED = list(FORMATS)
@@ -238,7 +239,7 @@ class _Stop(Exception):
 @pytest.fixture
 def qat_spy(monkeypatch):
     """Replace ``qat.quantize_aware`` by a spy recording its arguments, then stopping the export."""
-    from mobile_skin import qat
+    from mobile_skin.quant import qat
 
     seen: dict = {}
 
@@ -251,7 +252,7 @@ def qat_spy(monkeypatch):
 
 
 def test_qat_reads_the_images_from_data(run_copy, synthetic_root, tmp_path, qat_spy):
-    from mobile_skin.export import export_formats
+    from mobile_skin.export.exporter import export_formats
 
     moved = tmp_path / "moved"
     shutil.copytree(synthetic_root, moved)
@@ -266,7 +267,7 @@ def test_qat_reads_the_images_from_data(run_copy, synthetic_root, tmp_path, qat_
 
 
 def test_qat_calibrates_on_the_requested_number_of_images(run_copy, qat_spy):
-    from mobile_skin.export import export_formats
+    from mobile_skin.export.exporter import export_formats
 
     with pytest.raises(_Stop):
         export_formats(
@@ -277,7 +278,7 @@ def test_qat_calibrates_on_the_requested_number_of_images(run_copy, qat_spy):
 
 
 def test_a_tflite_file_that_travels_alone_still_runs(smoke_run, exported, tmp_path, capsys):
-    from mobile_skin import predict
+    from mobile_skin.model import predict
 
     exported("tflite_int8")
     source = next(smoke_run.export("tflite_int8").glob("model*.tflite"))

@@ -1,8 +1,8 @@
 """ONNX export of a model whose preprocessing holds constants (DenseNet201's Normalization).
 
 tf2onnx's ``from_function`` lists the constants a function captures as graph inputs;
-:func:`mobile_skin.export_onnx.convert_onnx` must put them back inside the file, so the file has
-exactly the spec's inputs and gives the Keras model's answers.
+:func:`mobile_skin.export.convert_onnx.convert_onnx` must put them back inside the file, so the file
+has exactly the spec's inputs and gives the Keras model's answers.
 """
 
 from __future__ import annotations
@@ -10,9 +10,9 @@ from __future__ import annotations
 import numpy as np
 import tf_keras
 
-from mobile_skin.encoding import METADATA_SIZE, MetadataEncoding
-from mobile_skin.export_onnx import convert_onnx
-from mobile_skin.spec import ModelSpec
+from mobile_skin.contract.encoding import METADATA_SIZE, MetadataEncoding
+from mobile_skin.contract.spec import ModelSpec
+from mobile_skin.export.convert_onnx import convert_onnx
 
 
 def test_captured_normalization_constants_stay_inside_the_file():

@@ -4,8 +4,12 @@ from __future__ import annotations
 
 import pytest
 
-from mobile_skin import bench_models, export, export_cli, export_tflite, parity
-from mobile_skin.formats import FORMATS, KERAS, benchmarked, file_kind, formats_of
+from mobile_skin.bench import models as bench_models
+from mobile_skin.common.formats import FORMATS, KERAS, benchmarked, file_kind, formats_of
+from mobile_skin.export import cli as export_cli
+from mobile_skin.export import convert_tflite as export_tflite
+from mobile_skin.export import exporter as export
+from mobile_skin.parity import gate as parity
 
 
 def test_every_consumer_takes_its_formats_from_the_table():

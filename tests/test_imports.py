@@ -1,9 +1,11 @@
-"""The package's modules import each other without cycles, and the modules `--help` reads load
-no TensorFlow (docs/design.md, Code layout)."""
+"""The package's stages import only downward, without cycles, and the modules `--help` reads
+load no TensorFlow (docs/design.md, Code layout)."""
 
 from __future__ import annotations
 
 import ast
+import subprocess
+import sys
 from pathlib import Path
 
 import mobile_skin
@@ -11,28 +13,51 @@ import mobile_skin
 PACKAGE = Path(mobile_skin.__file__).parent
 
 
+def package_modules() -> set[str]:
+    """Every module as a dotted name below ``mobile_skin`` (``quant.qat``, ``cli``)."""
+    found = set()
+    for path in PACKAGE.rglob("*.py"):
+        parts = path.relative_to(PACKAGE).with_suffix("").parts
+        if parts[-1] == "__init__":
+            parts = parts[:-1]
+        if parts:
+            found.add(".".join(parts))
+    return found
+
+
 def imports_of(path: Path, modules: set[str]) -> set[str]:
     """The package modules ``path`` imports anywhere in its code (module level or in a
-    function: a lazy import is still a dependency)."""
+    function: a lazy import is still a dependency), as dotted names below ``mobile_skin``."""
     found = set()
     for node in ast.walk(ast.parse(path.read_text())):
         if isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
             parts = node.module.split(".")
             if parts[0] != "mobile_skin":
                 continue
-            names = [parts[1]] if len(parts) > 1 else [a.name for a in node.names]
-            found.update(n for n in names if n in modules)
+            base = ".".join(parts[1:])
+            for alias in node.names:
+                name = f"{base}.{alias.name}" if base else alias.name
+                if name in modules:  # from mobile_skin.quant import qat
+                    found.add(name)
+                elif base:  # from mobile_skin.quant.qat import quantize_aware
+                    found.add(base)
         elif isinstance(node, ast.Import):
             for alias in node.names:
                 parts = alias.name.split(".")
-                if parts[0] == "mobile_skin" and len(parts) > 1 and parts[1] in modules:
-                    found.add(parts[1])
-    return found - {path.stem}
+                if parts[0] == "mobile_skin" and len(parts) > 1:
+                    found.add(".".join(parts[1:]))
+    return {m for m in found if m in modules}
 
 
 def import_graph() -> dict[str, set[str]]:
-    modules = {p.stem for p in PACKAGE.glob("*.py") if p.stem != "__init__"}
-    return {m: imports_of(PACKAGE / f"{m}.py", modules) for m in sorted(modules)}
+    modules = package_modules()
+    graph = {}
+    for m in sorted(modules):
+        path = PACKAGE / (m.replace(".", "/") + ".py")
+        if not path.is_file():
+            path = PACKAGE / m.replace(".", "/") / "__init__.py"
+        graph[m] = imports_of(path, modules) - {m}
+    return graph
 
 
 def find_cycle(graph: dict[str, set[str]]) -> list[str] | None:
@@ -58,23 +83,64 @@ def find_cycle(graph: dict[str, set[str]]) -> list[str] | None:
     return None
 
 
+def upward_imports(graph: dict[str, set[str]], layers: tuple[str, ...]) -> list[str]:
+    """``a -> b`` for every import of a stage module that is not from its own package or one
+    before it in ``layers``; top-level modules (the commands) are not stage modules, and a
+    stage module may not import them."""
+    rank = {name: i for i, name in enumerate(layers)}
+    bad = []
+    for module, deps in graph.items():
+        own = module.split(".")[0]
+        if own not in rank:
+            continue
+        for dep in sorted(deps):
+            if rank.get(dep.split(".")[0], len(layers)) > rank[own]:
+                bad.append(f"{module} -> {dep}")
+    return bad
+
+
 def test_finds_a_cycle_when_there_is_one():
     assert find_cycle({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": set()}) == ["a", "b", "c", "a"]
     assert find_cycle({"a": {"b"}, "b": set()}) is None
 
 
-def test_the_package_has_no_import_cycle():
+def test_finds_an_import_against_the_layer_order():
+    graph = {
+        "low.a": {"low.b"},
+        "low.b": set(),
+        "high.c": {"low.a", "cmd"},
+        "low.d": {"high.c"},
+        "cmd": {"high.c"},
+    }
+    assert upward_imports(graph, ("low", "high")) == ["high.c -> cmd", "low.d -> high.c"]
+
+
+def test_every_module_belongs_to_a_stage_or_is_a_command():
     graph = import_graph()
-    assert "parity" in graph["export"] and "formats" in graph["parity"]  # the reader works
-    cycle = find_cycle(graph)
+    assert "quant.qat" in graph["export.exporter"] and "common.formats" in graph["parity.gate"]
+    stray = sorted(m for m in graph if "." not in m and m not in mobile_skin.LAYERS
+                   and m not in COMMANDS)  # fmt: skip
+    assert stray == [], f"modules outside the stage packages: {stray}"
+
+
+#: The top level: the mobile-skin command, the demo and the ``python -m mobile_skin.X`` commands
+#: the README names, each a few lines that run a stage module's ``main``.
+COMMANDS = {"cli", "demo", "train", "evaluate", "calibrate", "compare", "predict", "sweep",
+            "device_golden", "android_golden", "synthetic"}  # fmt: skip
+
+
+def test_stages_import_only_downward():
+    bad = upward_imports(import_graph(), mobile_skin.LAYERS)
+    assert bad == [], "imports against the layer order of mobile_skin.LAYERS:\n" + "\n".join(bad)
+
+
+def test_the_package_has_no_import_cycle():
+    cycle = find_cycle(import_graph())
     assert cycle is None, " -> ".join(cycle or [])
 
 
 def test_the_modules_help_reads_load_no_tensorflow():
-    import subprocess
-    import sys
-
-    modules = ["formats", "config", "cli", "export_cli", "profile_cli"]
+    modules = ["common.formats", "common.config", "cli", "export.cli", "bench.profile_cli"]
     code = (
         "import importlib, sys\n"
         f"for m in {modules!r}: importlib.import_module('mobile_skin.' + m)\n"
@@ -83,3 +149,17 @@ def test_the_modules_help_reads_load_no_tensorflow():
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "[]"
+
+
+def test_every_python_m_command_runs_a_stage_modules_main():
+    """``python -m mobile_skin.train`` and the other spellings the README names keep working: each
+    top-level command module runs the ``main`` of the stage module that holds the command."""
+    import importlib
+
+    for name in sorted(COMMANDS - {"cli", "demo"}):
+        main = importlib.import_module(f"mobile_skin.{name}").main
+        package = main.__module__.split(".")[1]
+        assert package in mobile_skin.LAYERS and main.__name__ == "main", name
+    done = subprocess.run([sys.executable, "-m", "mobile_skin.compare", "--help"],
+                          capture_output=True, text=True, timeout=120)  # fmt: skip
+    assert done.returncode == 0 and done.stdout.startswith("usage: python -m mobile_skin.compare")

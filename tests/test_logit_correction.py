@@ -6,12 +6,12 @@ import numpy as np
 import pytest
 import tf_keras
 
-from mobile_skin import logit_correction as lc
-from mobile_skin.encoding import MetadataEncoding
-from mobile_skin.errors import UserError
-from mobile_skin.export_onnx import convert_onnx, least_squares_ranges, quantization_error
-from mobile_skin.export_tflite import convert_tflite
-from mobile_skin.spec import ModelSpec
+from mobile_skin.common.errors import UserError
+from mobile_skin.contract.encoding import MetadataEncoding
+from mobile_skin.contract.spec import ModelSpec
+from mobile_skin.export.convert_onnx import convert_onnx, least_squares_ranges, quantization_error
+from mobile_skin.export.convert_tflite import convert_tflite
+from mobile_skin.quant import logit_correction as lc
 
 L = tf_keras.layers
 

@@ -5,8 +5,8 @@ import pytest
 import tensorflow as tf
 from sklearn.metrics import balanced_accuracy_score, f1_score, precision_score, recall_score
 
-from mobile_skin.losses import WeightedCategoricalCrossentropy, class_weights
-from mobile_skin.metrics import classification_report, confusion_matrix, from_confusion
+from mobile_skin.model.losses import WeightedCategoricalCrossentropy, class_weights
+from mobile_skin.model.metrics import classification_report, confusion_matrix, from_confusion
 
 
 def test_class_weights_by_hand():

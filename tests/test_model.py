@@ -4,10 +4,10 @@ import numpy as np
 import pytest
 import tf_keras
 
-from mobile_skin.config import ModelConfig
-from mobile_skin.encoding import METADATA_SIZE
-from mobile_skin.errors import UserError
-from mobile_skin.model import (
+from mobile_skin.common.config import ModelConfig
+from mobile_skin.common.errors import UserError
+from mobile_skin.contract.encoding import METADATA_SIZE
+from mobile_skin.model.network import (
     BACKBONES,
     MOBILENET_CUT_INDEX,
     attention_model,
@@ -15,7 +15,7 @@ from mobile_skin.model import (
     count_depth,
     load_model,
 )
-from mobile_skin.soft_attention import SoftAttention
+from mobile_skin.model.soft_attention import SoftAttention
 
 
 def cfg(**kw):

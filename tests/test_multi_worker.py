@@ -22,10 +22,10 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from mobile_skin import accel, multi_worker, train
-from mobile_skin.config import RunConfig
-from mobile_skin.errors import EXIT_USAGE, UserError
-from mobile_skin.run import RunPaths
+from mobile_skin.common.config import RunConfig
+from mobile_skin.common.errors import EXIT_USAGE, UserError
+from mobile_skin.data.run import RunPaths
+from mobile_skin.training import accel, multi_worker, train
 
 #: The smoke preset, shrunk further (32 px, the backbone cut after 40 layers, 3 steps per epoch).
 FLAGS = ["--preset", "smoke", "--weights", "none", "--image-size", "32", "--cut", "40",

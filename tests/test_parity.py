@@ -9,14 +9,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from mobile_skin import parity
-from mobile_skin.encoding import CLASSES, MetadataEncoding
-from mobile_skin.export import FORMATS
-from mobile_skin.fileio import shown_path
-from mobile_skin.parity import DECIDED_MARGIN, FAIL, PASS, TOLERANCES, ParityRow, judge
-from mobile_skin.parity_stats import compare
-from mobile_skin.run import RunPaths
-from mobile_skin.spec import ModelSpec
+from mobile_skin.common.fileio import shown_path
+from mobile_skin.contract.encoding import CLASSES, MetadataEncoding
+from mobile_skin.contract.spec import ModelSpec
+from mobile_skin.data.run import RunPaths
+from mobile_skin.evaluation.stats import compare
+from mobile_skin.export.exporter import FORMATS
+from mobile_skin.parity import gate as parity
+from mobile_skin.parity.gate import DECIDED_MARGIN, FAIL, PASS, TOLERANCES, ParityRow, judge
 
 K = len(CLASSES)
 MEL, NV = CLASSES.index("mel"), CLASSES.index("nv")
@@ -112,7 +112,7 @@ def test_a_class_collapse_fails_even_when_agreement_and_balanced_accuracy_pass(s
     assert row.status == FAIL
     assert "worst sensitivity change mel -8.0 points (beyond -5)" in row.reason
     # parity.md lists the Keras margins of the answers each class lost (decided ones here).
-    from mobile_skin.parity_report import class_losses
+    from mobile_skin.parity.report import class_losses
 
     lost = class_losses([(row, "test", test)], list(CLASSES))
     assert lost == [["tflite_int8", "test", "mel", ", ".join(["0.300"] * 8), "0"]]
@@ -205,7 +205,7 @@ class CountingRuntime:
 
 
 def test_keras_predictions_are_cached_until_the_model_changes(tmp_path, synthetic_root):
-    from mobile_skin.data import load_ham10000
+    from mobile_skin.data.ham10000 import load_ham10000
 
     rows = load_ham10000(synthetic_root, verify_images=False, log=lambda _m: None).iloc[:5]
     spec = ModelSpec(image_size=32, encoding=MetadataEncoding())

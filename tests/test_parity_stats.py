@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from sklearn.metrics import balanced_accuracy_score
 
-from mobile_skin.parity_stats import (
+from mobile_skin.evaluation.stats import (
     bootstrap_balanced_accuracy_delta,
     compare,
     expected_calibration_error,

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from mobile_skin.predict import main, predict_images
+from mobile_skin.model.predict import main, predict_images
 
 
 @pytest.fixture(scope="module")
@@ -170,7 +170,7 @@ def test_exif_orientation_is_applied(model_files, images, tmp_path):
     exif[0x0112] = 6  # ...and tagged "rotate 90 clockwise to display"
     sideways.save(tmp_path / "sideways.jpg", exif=exif, quality=100, subsampling=0)
     upright.save(tmp_path / "upright.jpg", quality=100, subsampling=0)
-    from mobile_skin import image
+    from mobile_skin.contract import image
 
     # The pixels the model sees: the tagged photo, turned upright, equals the upright one up to
     # JPEG re-encoding (a few levels); untagged, the same bytes would be far from it.

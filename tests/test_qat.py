@@ -10,13 +10,16 @@ import pytest
 import tensorflow as tf
 import tf_keras
 
-from mobile_skin import edge_model, qat
-from mobile_skin.edge_model import INT8_FLOAT_OPS
-from mobile_skin.errors import UserError
-from mobile_skin.export_tflite import convert_tflite
-from mobile_skin.model import load_model
-from mobile_skin.pipeline import make_dataset
-from mobile_skin.qat_graph import (
+from mobile_skin.common.errors import UserError
+from mobile_skin.contract.pipeline import make_dataset
+from mobile_skin.contract.spec import IMAGE_INPUT, METADATA_INPUT, OUTPUT
+from mobile_skin.data.run import load_run_data
+from mobile_skin.data.splits import subset
+from mobile_skin.export.convert_tflite import convert_tflite
+from mobile_skin.model.network import load_model
+from mobile_skin.quant import edge_model, qat
+from mobile_skin.quant.edge_model import INT8_FLOAT_OPS
+from mobile_skin.quant.qat_graph import (
     ChannelSum,
     ConstantAdd,
     ConstantScale,
@@ -24,9 +27,6 @@ from mobile_skin.qat_graph import (
     SpatialSoftmax,
     to_qat_graph,
 )
-from mobile_skin.run import load_run_data
-from mobile_skin.spec import IMAGE_INPUT, METADATA_INPUT, OUTPUT
-from mobile_skin.splits import subset
 
 
 @pytest.fixture(scope="module")
@@ -319,7 +319,7 @@ def test_bad_arguments_and_unquantizable_layers_are_one_line_errors(data, smoke)
 
 
 def test_float_regions_name_a_prefix_and_a_tail():
-    from mobile_skin.qat_scheme import FloatRegions
+    from mobile_skin.quant.qat_scheme import FloatRegions
 
     L = tf_keras.layers
     x = tf_keras.Input((8, 8, 3), name="x")
@@ -345,9 +345,9 @@ def test_the_int8_comparisons_float_regions_name_layers_of_the_real_graph(smoke)
     """Every float region ``benchmarks/int8_methods.py`` offers resolves on the QAT graph of a
     MobileNetV3 model, and the late region covers the last three blocks and the attention from
     block 12's expansion on, not block 11's residual add before it."""
-    from mobile_skin.int8_methods import BACKBONE_PREFIX, FLOAT_REGIONS
-    from mobile_skin.model import get_backbone
-    from mobile_skin.qat_scheme import FloatRegions
+    from mobile_skin.bench.int8_methods import BACKBONE_PREFIX, FLOAT_REGIONS
+    from mobile_skin.model.network import get_backbone
+    from mobile_skin.quant.qat_scheme import FloatRegions
 
     graph = to_qat_graph(edge_model.to_edge_model(smoke[0]))[0]
     prefix = get_backbone(smoke[1].backbone).int8_float_prefix
@@ -365,7 +365,7 @@ def test_the_int8_comparisons_float_regions_name_layers_of_the_real_graph(smoke)
 
 def test_the_int8_comparison_table_says_which_rows_were_not_timed():
     """Rows built without ``--time`` show "not timed", never ``nan``; timed rows their figures."""
-    from mobile_skin.int8_methods import render
+    from mobile_skin.bench.int8_methods import render
 
     split = {"agreement": 0.9, "decided_agreement": 0.95, "delta_balanced_accuracy": -0.01,
              "worst_sensitivity_change": -0.05}  # fmt: skip

@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from mobile_skin import quant_sensitivity as qs
+from mobile_skin.quant import sensitivity as qs
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
 import int8_sensitivity  # noqa: E402

@@ -5,9 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from mobile_skin.errors import UserError
-from mobile_skin.runtime import OnnxRuntime, TFLiteRuntime, load_runtime
-from mobile_skin.spec import ModelSpec
+from mobile_skin.common.errors import UserError
+from mobile_skin.contract.spec import ModelSpec
+from mobile_skin.model.runtime import OnnxRuntime, TFLiteRuntime, load_runtime
 
 
 @pytest.fixture(scope="module")
@@ -18,7 +18,7 @@ def spec(smoke_run) -> ModelSpec:
 @pytest.fixture(scope="module")
 def batch(spec, synthetic_root) -> dict[str, np.ndarray]:
     """Three synthetic lesion photos with three different patients."""
-    from mobile_skin.image import load as load_image
+    from mobile_skin.contract.image import load as load_image
 
     paths = sorted(synthetic_root.rglob("*.jpg"))[:3]
     meta = np.stack(
@@ -88,9 +88,9 @@ def test_a_keras_model_declaring_metadata_first_exports_and_runs_by_name(
     import onnx
     import tf_keras
 
-    from mobile_skin.export_onnx import convert_onnx
-    from mobile_skin.model import load_model
-    from mobile_skin.runtime import KerasRuntime
+    from mobile_skin.export.convert_onnx import convert_onnx
+    from mobile_skin.model.network import load_model
+    from mobile_skin.model.runtime import KerasRuntime
 
     base = load_model(model_files["keras"])
     meta = tf_keras.Input((spec.encoding.size,), name="metadata")
@@ -111,7 +111,7 @@ def test_a_tflite_file_declaring_metadata_first_runs_by_name(
 ):
     import tensorflow as tf
 
-    from mobile_skin.model import load_model
+    from mobile_skin.model.network import load_model
 
     model = load_model(model_files["keras"])
     s, d = spec.image_size, spec.encoding.size

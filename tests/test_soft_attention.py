@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import tf_keras
 
-from mobile_skin.soft_attention import SoftAttention
+from mobile_skin.model.soft_attention import SoftAttention
 
 
 def numpy_soft_attention(t, kernel, gamma):

@@ -4,10 +4,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from mobile_skin.config import DataConfig
-from mobile_skin.data import load_ham10000
-from mobile_skin.errors import UserError
-from mobile_skin.splits import (
+from mobile_skin.common.config import DataConfig
+from mobile_skin.common.errors import UserError
+from mobile_skin.data.ham10000 import load_ham10000
+from mobile_skin.data.splits import (
     check_no_lesion_overlap,
     draw_run_split,
     leaking_lesions,

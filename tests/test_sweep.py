@@ -10,9 +10,9 @@ import pandas as pd
 import pytest
 import tf_keras
 
-from mobile_skin import sweep
-from mobile_skin.config import RunConfig
-from mobile_skin.errors import EXIT_USAGE, UserError
+from mobile_skin.common.config import RunConfig
+from mobile_skin.common.errors import EXIT_USAGE, UserError
+from mobile_skin.training import sweep
 
 #: The smoke preset, shrunk to one step of one epoch at 32 px.
 TINY = ["--preset", "smoke", "--weights", "none", "--image-size", "32", "--epochs", "1",

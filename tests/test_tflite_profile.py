@@ -11,7 +11,7 @@ import tensorflow as tf
 import tf_keras
 from ai_edge_litert.interpreter import Interpreter
 
-from mobile_skin import tflite_profile as tp
+from mobile_skin.bench import tflite_profile as tp
 
 L = tf_keras.layers
 ROOT = Path(__file__).resolve().parents[1]

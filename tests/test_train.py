@@ -12,9 +12,9 @@ import pytest
 import tensorflow as tf
 import tf_keras
 
-from mobile_skin import train
-from mobile_skin.errors import EXIT_USAGE
-from mobile_skin.run import RunPaths
+from mobile_skin.common.errors import EXIT_USAGE
+from mobile_skin.data.run import RunPaths
+from mobile_skin.training import train
 
 #: A tiny model; calibration is tested on the session's smoke run (test_calibration_temperature).
 TINY = ["--preset", "smoke", "--weights", "none", "--image-size", "32", "--no-calibration"]
@@ -123,7 +123,7 @@ def test_paper_preset_is_the_papers_protocol():
 
 
 def test_config_from_an_older_version_keeps_its_behaviour():
-    from mobile_skin.config import RunConfig
+    from mobile_skin.common.config import RunConfig
 
     old = RunConfig().to_dict()
     for key in ("metadata_dropout", "age_missing_indicator"):
@@ -179,7 +179,7 @@ def test_mirrored_strategy_on_two_cpu_replicas(synthetic_root, tmp_path):
         tf.config.set_logical_device_configuration(
             cpu, [tf.config.LogicalDeviceConfiguration()] * 2
         )
-        from mobile_skin import train
+        from mobile_skin.training import train
         train.main(["--data", {str(synthetic_root)!r}, "--preset", "smoke", "--weights", "none",
                     "--image-size", "32", "--epochs", "1", "--steps-per-epoch", "2",
                     "--batch-size", "8", "--cut", "40",
@@ -196,7 +196,7 @@ def test_mirrored_strategy_on_two_cpu_replicas(synthetic_root, tmp_path):
 
 
 def test_validation_report_is_written_beside_the_test_one(smoke_run, capsys):
-    from mobile_skin import evaluate
+    from mobile_skin.evaluation import evaluate
 
     test_metrics = smoke_run.metrics.read_text()
     assert evaluate.main([str(smoke_run.root), "--split", "val"]) == 0

@@ -12,7 +12,7 @@ import org.mobileskin.core.Orientation
  *
  * One EXIF rule on both sides: the photo is decoded as stored (BitmapFactory does not turn it),
  * its EXIF orientation is read with [ExifInterface], and the core's [Orientation.apply] turns the
- * pixels exactly as Python's `mobile_skin.image.apply_orientation` does (tested against Python's
+ * pixels exactly as Python's `mobile_skin.contract.image.apply_orientation` does (tested against Python's
  * goldens for all eight orientations). Photos up to [MAX_SIDE] pixels on the long side are decoded
  * at full size, so the antialiased resize starts from the same pixels as Python's (12 MP phone
  * photos included); only larger ones are subsampled by Android first, which Python does not do.

@@ -4,7 +4,7 @@ package org.mobileskin.core
  * ARGB pixels (as `Bitmap.getPixels` returns them) -> the model's `image` input: float RGB in
  * 0..255, S x S x 3 in HWC order.
  *
- * This mirrors Python's `mobile_skin.pipeline.resize_image`, which is
+ * This mirrors Python's `mobile_skin.contract.pipeline.resize_image`, which is
  * `tf.image.resize(img, (S, S), method="bilinear", antialias=True)`, then `tf.round` (half to
  * even) and a clip to 0..255. With `antialias=True` TensorFlow runs its ScaleAndTranslate kernel
  * with a triangle filter: separable, half-pixel centres, the filter widened by the downscale

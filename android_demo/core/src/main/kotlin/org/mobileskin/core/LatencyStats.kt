@@ -7,7 +7,7 @@ import java.util.Locale
  *
  * Percentiles use linear interpolation between the two nearest ranks, as numpy's default
  * `np.percentile(x, q)` does (rank `q / 100 * (n - 1)`), so the phone's median and p90 mean the
- * same as the Python benchmark's (`mobile_skin/bench_worker.py`).
+ * same as the Python benchmark's (`mobile_skin/bench/worker.py`).
  */
 class LatencyStats private constructor(
     val runs: Int,

@@ -2,7 +2,7 @@ package org.mobileskin.core
 
 /**
  * The patient-metadata encoding read from `model_spec.json` (`inputs.metadata.encoding`): the
- * Kotlin twin of Python's `mobile_skin.encoding.MetadataEncoding.encode`.
+ * Kotlin twin of Python's `mobile_skin.contract.encoding.MetadataEncoding.encode`.
  *
  * Vector: `age / ageScale` at the age offset (an unknown age becomes [ageUnknownValue]), then, when
  * the spec has `age_missing_indicator`, a 0/1 "age unknown" feature at [ageMissingOffset]; a

@@ -2,7 +2,7 @@ package org.mobileskin.core
 
 /**
  * `model_spec.json`: the contract of one exported model, as written by Python's
- * `mobile_skin.spec.ModelSpec.save`.
+ * `mobile_skin.contract.spec.ModelSpec.save`.
  *
  * The app reads the class order, the full class names, the image size, the tensor names and the
  * metadata encoding from here; nothing about the model is hard-coded in the app.

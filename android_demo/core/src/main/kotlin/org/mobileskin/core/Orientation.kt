@@ -3,7 +3,7 @@ package org.mobileskin.core
 /**
  * The project's one EXIF rule: a photo is turned the way its EXIF orientation (tag 0x0112, 1-8)
  * says to display it, before it is resized. Python applies the same rule
- * (`mobile_skin.image.apply_orientation`, and the training pipeline's `orient`), so a phone photo
+ * (`mobile_skin.contract.image.apply_orientation`, and the training pipeline's `orient`), so a phone photo
  * stored sideways gives the same answer on the phone and in `python -m mobile_skin.predict`.
  * HAM10000's images carry no orientation (1).
  *

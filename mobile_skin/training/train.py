@@ -1,0 +1,566 @@
+"""``python -m mobile_skin.train``: train a classifier on HAM10000 with the paper's recipe.
+
+The recipe (defaults): Adam (lr 1e-3, epsilon 0.1), class-weighted cross-entropy,
+ReduceLROnPlateau (factor 0.2, min lr 1e-7) and EarlyStopping (patience 25) on validation
+accuracy, batch 32; the best epoch's model is kept and evaluated on the test split at the end.
+See :mod:`mobile_skin.data.run` for what the run directory holds.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import shlex
+import shutil
+import sys
+import time
+from dataclasses import replace
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import tf_keras
+
+import mobile_skin  # noqa: F401  (sets TF_USE_LEGACY_KERAS before TensorFlow loads)
+from mobile_skin.common.config import (
+    DEFAULT_METADATA_DROPOUT,
+    SCRATCH_BN_MOMENTUM,
+    RunConfig,
+    TrainConfig,
+    preset,
+)
+from mobile_skin.common.errors import UserError, cli
+from mobile_skin.contract.encoding import CLASSES, MetadataEncoding
+from mobile_skin.contract.pipeline import make_dataset
+from mobile_skin.contract.spec import ModelSpec
+from mobile_skin.data.ham10000 import load_ham10000
+from mobile_skin.data.run import RUNS_DIR, RunPaths, default_run_name, point_latest
+from mobile_skin.data.splits import (
+    draw_run_split,
+    leaking_lesions,
+    load_split,
+    save_split,
+    split_table,
+    subset,
+)
+from mobile_skin.model.losses import WeightedCategoricalCrossentropy, class_weights
+from mobile_skin.model.network import build_model
+from mobile_skin.training import accel, multi_worker
+from mobile_skin.training.callbacks import BestModel, ResumeState, ValidationMetrics
+
+if TYPE_CHECKING:
+    import tensorflow as tf
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    """The command line; every field flag defaults to None (= keep the preset's value)."""
+    p = argparse.ArgumentParser(
+        prog="python -m mobile_skin.train", description=__doc__.splitlines()[0]
+    )
+    p.add_argument(
+        "--data", help="data root: metadata CSV + images anywhere below (required unless --resume)"
+    )
+    p.add_argument("--csv", help="metadata CSV (default: DATA/HAM10000_metadata.csv)")
+    p.add_argument(
+        "--preset",
+        help="default (the default) | paper (image-level split, rows without age dropped, no "
+        "metadata dropout) | smoke (tiny, a few minutes on CPU)",
+    )
+    p.add_argument(
+        "--config",
+        metavar="FILE",
+        help="start from a saved config.json (another run's) instead of a preset; flags given "
+        "here override it",
+    )
+    p.add_argument(
+        "--backbone", help="mobilenet_v3_large_240 (default) | densenet201 | inception_resnet_v2"
+    )
+    p.add_argument("--cut", type=int, help="MobileNetV3Large keeps layers[:CUT] (default 240)")
+    p.add_argument("--image-size", type=int, help="input side in pixels (default 224)")
+    p.add_argument(
+        "--weights",
+        help="imagenet (default; downloads) | none | PATH to a .keras/.h5 of this model",
+    )
+    p.add_argument("--epochs", type=int, help="maximum epochs (default 100)")
+    p.add_argument("--batch-size", type=int, help="global batch size (default 32)")
+    p.add_argument(
+        "--learning-rate",
+        type=float,
+        help=f"Adam learning rate (default {TrainConfig.learning_rate:g})",
+    )
+    p.add_argument(
+        "--adam-epsilon",
+        type=float,
+        help=f"Adam epsilon (default {TrainConfig.adam_epsilon:g}, the paper's)",
+    )
+    p.add_argument(
+        "--monitor",
+        help="val_accuracy (default, paper) | val_balanced_accuracy | val_macro_auc | val_loss",
+    )
+    p.add_argument("--patience", type=int, help="EarlyStopping patience in epochs (default 25)")
+    p.add_argument("--lr-schedule", help="plateau (default, ReduceLROnPlateau) | cosine")
+    p.add_argument("--augment", help="none | flip | flip_rotate (default) | full")
+    p.add_argument(
+        "--bn-momentum",
+        type=float,
+        help=f"backbone BatchNorm momentum (default: {SCRATCH_BN_MOMENTUM:g} with --weights none)",
+    )
+    p.add_argument("--no-metadata", action="store_true", help="image only, no age/sex/site branch")
+    p.add_argument(
+        "--no-class-weights", action="store_true", help="plain (unweighted) cross-entropy"
+    )
+    p.add_argument(
+        "--no-calibration",
+        action="store_true",
+        help="keep raw softmax (default: fit a temperature on the validation split after "
+        "training and fold it into the model)",
+    )
+    p.add_argument(
+        "--split", help="grouped (default: by lesion_id) | paper (image-level 90/10; leaks)"
+    )
+    p.add_argument("--seed", type=int, help="split, shuffle and augmentation seed (default 42)")
+    p.add_argument("--max-images", type=int, help="use at most this many images (quick trials)")
+    p.add_argument("--steps-per-epoch", type=int, help="cap training steps per epoch")
+    p.add_argument(
+        "--skip-bad-images",
+        action="store_true",
+        help="drop missing/unreadable images with a warning",
+    )
+    missing = p.add_mutually_exclusive_group()
+    missing.add_argument(
+        "--drop-missing-age",
+        action="store_true",
+        help="drop rows without an age, as the paper does (the paper preset's choice)",
+    )
+    missing.add_argument(
+        "--keep-missing-age",
+        action="store_true",
+        help="keep rows without an age, encoded as unknown (the default)",
+    )
+    p.add_argument(
+        "--metadata-dropout",
+        type=float,
+        metavar="P",
+        help="chance of each metadata field (age, sex, site) being set to unknown per training "
+        f"image (default {DEFAULT_METADATA_DROPOUT:g}; 0 never)",
+    )
+    p.add_argument(
+        "--no-age-indicator",
+        action="store_true",
+        help="encode an unknown age as the mean age only, without the missing-age feature",
+    )
+    p.add_argument(
+        "--mixed-precision", action="store_true", help="float16 compute, float32 softmax output"
+    )
+    p.add_argument("--xla", action="store_true", help="jit-compile the training step")
+    p.add_argument(
+        "--strategy",
+        help="auto (default) | mirrored (all local GPUs via tf.distribute) | multi_worker "
+        "(several machines, each with its TF_CONFIG; docs/distributed.md)",
+    )
+    p.add_argument("--out", help="run directory (default: runs/<backbone>_<time>)")
+    p.add_argument(
+        "--resume", action="store_true", help="continue the run in --out (default runs/latest)"
+    )
+    p.add_argument("--force", action="store_true", help="overwrite an existing --out")
+    p.add_argument("--no-eval", action="store_true", help="skip the test-split report at the end")
+    return p.parse_args(argv)
+
+
+_FIELDS = {  # flag -> (section, field)
+    "backbone": ("model", "backbone"), "cut": ("model", "cut"), "weights": ("model", "weights"),
+    "bn_momentum": ("model", "bn_momentum"), "image_size": ("data", "image_size"),
+    "augment": ("data", "augment"), "split": ("data", "split"), "seed": ("data", "seed"),
+    "csv": ("data", "csv"), "max_images": ("data", "max_images"), "epochs": ("train", "epochs"),
+    "batch_size": ("train", "batch_size"), "learning_rate": ("train", "learning_rate"),
+    "adam_epsilon": ("train", "adam_epsilon"), "monitor": ("train", "monitor"),
+    "patience": ("train", "patience"), "lr_schedule": ("train", "lr_schedule"),
+    "steps_per_epoch": ("train", "steps_per_epoch"), "strategy": ("train", "strategy"),
+    "metadata_dropout": ("data", "metadata_dropout"),
+}  # fmt: skip
+
+
+def resolve_config(args: argparse.Namespace) -> RunConfig:
+    """Preset (or ``--config FILE``) + flags -> config; what was decided automatically goes into
+    ``cfg.notes``. A flag left out keeps the starting point's value, switches included."""
+    if args.config and args.preset:
+        raise UserError("--config and --preset both choose the starting point; give one")
+    if args.config:
+        cfg = RunConfig.load(args.config)
+        cfg.command = ""
+    else:
+        cfg = preset(args.preset or "default")
+    for flag, (section, name) in _FIELDS.items():
+        value = getattr(args, flag)
+        if value is not None:
+            setattr(getattr(cfg, section), name, value)
+    if args.data:
+        cfg.data.data_dir = str(Path(args.data))
+    switches = {  # flag -> (section, field, value when given)
+        "no_metadata": ("model", "use_metadata", False),
+        "no_class_weights": ("train", "class_weights", False),
+        "no_calibration": ("train", "calibrate", False),
+        "skip_bad_images": ("data", "skip_bad_images", True),
+        "no_age_indicator": ("data", "age_missing_indicator", False),
+        "mixed_precision": ("train", "mixed_precision", True),
+        "xla": ("train", "xla", True),
+    }
+    for flag, (section, name, value) in switches.items():
+        if getattr(args, flag):
+            setattr(getattr(cfg, section), name, value)
+    if args.drop_missing_age or args.keep_missing_age:
+        cfg.data.drop_missing_age = args.drop_missing_age
+    if cfg.model.weights == "none" and cfg.model.bn_momentum is None:
+        cfg.model.bn_momentum = SCRATCH_BN_MOMENTUM
+        cfg.notes.append(
+            f"training from scratch: backbone BatchNorm momentum lowered to "
+            f"{SCRATCH_BN_MOMENTUM:g} (docs/design.md)"
+        )
+    _validate(cfg)
+    return cfg
+
+
+def _validate(cfg: RunConfig) -> None:
+    if not cfg.data.data_dir:
+        raise UserError(
+            "--data is required (the folder holding HAM10000_metadata.csv and the images)"
+        )
+    checks = [
+        (cfg.train.epochs >= 1, "--epochs must be at least 1"),
+        (cfg.train.batch_size >= 1, "--batch-size must be at least 1"),
+        (cfg.train.monitor in ("val_accuracy", "val_balanced_accuracy", "val_loss",
+                               "val_macro_auc"),
+         f"unknown --monitor {cfg.train.monitor!r}"),
+        (cfg.train.lr_schedule in ("plateau", "cosine"),
+         f"unknown --lr-schedule {cfg.train.lr_schedule!r}"),
+        (0.0 <= cfg.data.metadata_dropout <= 1.0,
+         f"--metadata-dropout {cfg.data.metadata_dropout:g} is outside 0..1"),
+        (cfg.train.strategy in accel.STRATEGIES,
+         f"unknown --strategy {cfg.train.strategy!r}; choose from {', '.join(accel.STRATEGIES)}"),
+    ]  # fmt: skip
+    for ok, message in checks:
+        if not ok:
+            raise UserError(message)
+    if cfg.train.strategy == "multi_worker":
+        accel.cluster_role()  # TF_CONFIG names this worker's place in a cluster
+
+
+def prepare_run_dir(out: str | None, cfg: RunConfig, *, resume: bool, force: bool) -> RunPaths:
+    """Create (or, with resume, reopen) the run directory; never overwrite silently."""
+    root = Path(out) if out else RUNS_DIR / default_run_name(cfg.model.backbone)
+    paths = RunPaths(root)
+    if resume:
+        if not paths.config.is_file():
+            raise UserError(f"{root}: nothing to resume (no config.json)")
+        return paths
+    if root.exists() and any(root.iterdir()):
+        if not force:
+            raise UserError(
+                f"{root}: run directory exists; "
+                "pass --resume to continue it or --force to overwrite"
+            )
+        shutil.rmtree(root)
+    root.mkdir(parents=True, exist_ok=True)
+    return paths
+
+
+def _lr_callback(cfg: RunConfig, mode: str) -> tf_keras.callbacks.Callback:
+    t = cfg.train
+    if t.lr_schedule == "cosine":
+
+        def cosine(epoch, _lr):
+            return t.min_lr + 0.5 * (t.learning_rate - t.min_lr) * (
+                1 + math.cos(math.pi * epoch / t.epochs)
+            )
+
+        return tf_keras.callbacks.LearningRateScheduler(cosine)
+    return tf_keras.callbacks.ReduceLROnPlateau(
+        monitor=t.monitor,
+        mode=mode,
+        factor=t.lr_factor,
+        patience=t.lr_patience,
+        min_lr=t.min_lr,
+        verbose=1,
+    )
+
+
+def train(
+    cfg: RunConfig,
+    paths: RunPaths,
+    *,
+    resume: bool = False,
+    evaluate: bool = True,
+    extra_callbacks: list | None = None,
+    log=print,
+) -> dict:
+    """Train (or continue) the run in ``paths``; return test metrics ({} without evaluate).
+
+    Under ``--strategy multi_worker`` only the chief writes ``paths`` and evaluates; the other
+    workers write to a temporary directory and return {} (:mod:`mobile_skin.training.multi_worker`).
+    """
+    multi = cfg.train.strategy == "multi_worker"
+    if resume and multi:
+        raise multi_worker.resume_refused(paths)
+    # First: MultiWorkerMirroredStrategy must exist before TensorFlow runs anything else.
+    strategy = accel.make_strategy(cfg.train.strategy)
+    if multi:
+        log(f"cluster: this process is {accel.cluster_role().describe()}")
+    try:
+        with multi_worker.worker_run_dir(paths, strategy, log=log) as own:
+            return _train(
+                cfg, own, paths, strategy, resume=resume, evaluate=evaluate,
+                extra_callbacks=extra_callbacks, log=log,
+            )  # fmt: skip
+    except multi_worker.LOST_WORKER_ERRORS as err:
+        if not multi:
+            raise
+        raise multi_worker.lost_worker(err, paths) from None
+
+
+def _train(
+    cfg: RunConfig,
+    paths: RunPaths,
+    shared: RunPaths,
+    strategy: tf.distribute.Strategy,
+    *,
+    resume: bool,
+    evaluate: bool,
+    extra_callbacks: list | None,
+    log,
+) -> dict:
+    """:func:`train` with ``strategy``, writing to ``paths``: the run itself (``shared``), or a
+    temporary directory on the workers of a multi-worker cluster other than its chief."""
+    multi = cfg.train.strategy == "multi_worker"
+    chief = accel.is_chief(strategy)
+    log(f"devices: {accel.describe_devices()}")
+    frame = load_ham10000(
+        cfg.data.data_dir,
+        cfg.data.csv,
+        skip_bad_images=cfg.data.skip_bad_images,
+        drop_missing_age=False,
+        log=log,
+    )
+    if resume:
+        frame, split = load_split(paths.split, frame)
+        log(f"resuming {paths.root} with its saved split")
+    else:
+        frame, split = draw_run_split(frame, cfg.data, log)
+        save_split(paths.split, frame, split)
+    log("images per class and split:\n" + split_table(frame, split).to_string())
+    log(f"lesions with images in more than one split: {len(leaking_lesions(frame, split))}")
+    train_rows, val_rows = subset(frame, split, "train"), subset(frame, split, "val")
+
+    encoding = (
+        MetadataEncoding.fit(
+            train_rows["age"], age_missing_indicator=cfg.data.age_missing_indicator
+        )
+        if cfg.model.use_metadata
+        else None
+    )
+    spec = ModelSpec(
+        image_size=cfg.data.image_size,
+        encoding=encoding,
+        backbone=cfg.model.backbone,
+        source_run=str(paths.root),
+        model_file=paths.best_model.name,
+    )
+    if not resume:
+        cfg.save(paths.config)
+        spec.save(paths.root)
+    weights = class_weights(train_rows["label"], len(CLASSES)) if cfg.train.class_weights else None
+    if weights is not None:
+        log(
+            "class weights: "
+            + ", ".join(f"{c} {w:.2f}" for c, w in zip(CLASSES, weights, strict=True))
+        )
+
+    size, batch = cfg.data.image_size, cfg.train.batch_size
+    train_ds = make_dataset(
+        train_rows,
+        size,
+        batch,
+        encoding=encoding,
+        training=True,
+        augmentation=cfg.data.augment,
+        metadata_dropout_rate=cfg.data.metadata_dropout,
+        seed=cfg.data.seed,
+    )
+    if encoding is not None:
+        log(
+            f"metadata: {encoding.size} features ({', '.join(encoding.layout)}); dropout "
+            f"{cfg.data.metadata_dropout:g} per field while training"
+        )
+    val_ds = make_dataset(val_rows, size, batch, encoding=encoding)
+    if cfg.train.steps_per_epoch:
+        train_ds = train_ds.repeat()
+    if multi:  # each worker takes its share of every global batch
+        train_ds = multi_worker.shard_by_element(train_ds)
+        val_ds = multi_worker.shard_by_element(val_ds)
+    steps = cfg.train.steps_per_epoch or math.ceil(len(train_rows) / batch)
+
+    log(
+        f"strategy: {type(strategy).__name__} with {strategy.num_replicas_in_sync} replica(s); "
+        f"mixed precision {'on' if cfg.train.mixed_precision else 'off'}; "
+        f"XLA {'on' if cfg.train.xla else 'off'}"
+    )
+    meta_size = encoding.size if encoding else 0
+    loss = WeightedCategoricalCrossentropy(weights)
+    with accel.precision(cfg.train.mixed_precision), strategy.scope():
+        model = build_model(cfg.model, size, meta_size)
+        optimizer = tf_keras.optimizers.Adam(
+            cfg.train.learning_rate, epsilon=cfg.train.adam_epsilon
+        )
+        model.compile(
+            optimizer=optimizer, loss=loss, metrics=["accuracy"], jit_compile=cfg.train.xla
+        )
+    # Saved models are float32, as every runtime expects: under mixed precision a float32 twin
+    # (same architecture, no download) receives the weights before each save.
+    twin = (
+        build_model(replace(cfg.model, weights="none"), size, meta_size)
+        if cfg.train.mixed_precision
+        else model
+    )
+
+    def save(path: Path) -> None:
+        if twin is not model:
+            twin.set_weights(model.get_weights())
+        twin.save(path)
+
+    mode = "min" if "loss" in cfg.train.monitor else "max"
+    metrics_cb = ValidationMetrics(
+        val_ds,
+        loss,
+        CLASSES,
+        len(train_rows) if not cfg.train.steps_per_epoch else steps * batch,
+        paths.history,
+        print_fn=log,
+    )
+    best = BestModel(paths.best_model, cfg.train.monitor, save, print_fn=log)
+    stop = tf_keras.callbacks.EarlyStopping(
+        monitor=cfg.train.monitor, mode=mode, patience=cfg.train.patience, verbose=1
+    )
+    schedule = _lr_callback(cfg, mode)
+    if multi:  # restarts go through BackupAndRestore in the run's own directory
+        keep = multi_worker.backup_callbacks(
+            shared, metrics_cb, [best, stop, schedule], chief=chief, log=log
+        )
+    else:
+        state = ResumeState(paths.checkpoint, model, [best, stop, schedule])
+        keep = [state]
+    initial_epoch = 0
+    if resume:
+        with strategy.scope():
+            optimizer.build(model.trainable_variables)
+        initial_epoch = state.restore()
+        metrics_cb.rows = _history_rows(paths.history, initial_epoch)
+        log(f"continuing at epoch {initial_epoch + 1} of {cfg.train.epochs}")
+    callbacks = [
+        metrics_cb,
+        best,
+        stop,
+        schedule,
+        tf_keras.callbacks.TensorBoard(str(paths.tensorboard)),
+        *(extra_callbacks or []),
+        *keep,
+    ]
+    if chief:
+        point_latest(paths.root)
+        if multi:
+            multi_worker.mark_started(paths)
+    started = time.perf_counter()
+    if initial_epoch < cfg.train.epochs:
+        model.fit(
+            train_ds,
+            epochs=cfg.train.epochs,
+            initial_epoch=initial_epoch,
+            steps_per_epoch=steps,
+            callbacks=callbacks,
+            verbose=2 if not sys.stdout.isatty() else 1,
+        )
+    log(
+        f"training done in {time.perf_counter() - started:.0f} s; best {cfg.train.monitor} "
+        f"{best.sign * best.best:.4f} at epoch {best.best_epoch}"
+    )
+    if multi:
+        multi_worker.finish(shared)
+    if not chief:
+        return {}
+    if cfg.train.calibrate:
+        from mobile_skin.evaluation.temperature import calibrate_run
+
+        calibrate_run(paths.root, log=log)
+    if not evaluate:
+        return {}
+    from mobile_skin.evaluation.evaluate import evaluate_run
+
+    return evaluate_run(paths.root, log=log)
+
+
+def _new_run_dir(args: argparse.Namespace, cfg: RunConfig) -> RunPaths:
+    """The directory of a new run (refused if it exists, unless --force). With --strategy
+    multi_worker: on the chief, the same, or the unfinished run at --out to continue; on the other
+    workers, the run the chief writes (they write nothing there)."""
+
+    def fresh() -> RunPaths:
+        return prepare_run_dir(args.out, cfg, resume=False, force=args.force)
+
+    if cfg.train.strategy != "multi_worker":
+        return fresh()
+    if not args.out:
+        raise UserError(
+            "--strategy multi_worker needs --out: the same run directory, on a filesystem every "
+            "worker sees, in every worker's command"
+        )
+    # Join the cluster before anything can fail here, so that the other workers learn of it.
+    accel.make_strategy(cfg.train.strategy)
+    if not accel.cluster_role().is_chief:
+        return RunPaths(Path(args.out))
+    paths, continuing = multi_worker.prepare_run_dir(args.out, cfg, force=args.force, fresh=fresh)
+    if continuing:
+        print(f"continuing the unfinished multi-worker run in {paths.root}")
+    return paths
+
+
+def _history_rows(path: Path, epochs_done: int) -> list[dict]:
+    if not path.is_file():
+        return []
+    import pandas as pd
+
+    table = pd.read_csv(path)
+    return table[table["epoch"] <= epochs_done].to_dict("records")
+
+
+@cli
+def main(argv: list[str] | None = None) -> int:
+    """Command-line entry point."""
+    args = parse_args(argv)
+    if args.resume:
+        paths = prepare_run_dir(
+            args.out or str(RUNS_DIR / "latest"), RunConfig(), resume=True, force=False
+        )
+        cfg = RunConfig.load(paths.config)
+        if cfg.train.strategy == "multi_worker":
+            raise multi_worker.resume_refused(paths)
+        if args.epochs:
+            cfg.train.epochs = args.epochs
+            cfg.save(paths.config)
+    else:
+        cfg = resolve_config(args)
+        cfg.command = "python -m mobile_skin.train " + shlex.join(
+            sys.argv[1:] if argv is None else argv
+        )
+        paths = _new_run_dir(args, cfg)
+        for note in cfg.notes:
+            print(f"note: {note}")
+    print(f"run directory: {paths.root}")
+    metrics = train(cfg, paths, resume=args.resume, evaluate=not args.no_eval)
+    if metrics:
+        print(
+            f"test: accuracy {metrics['accuracy']:.3f}, "
+            f"balanced accuracy {metrics['balanced_accuracy']:.3f}, "
+            f"macro AUC {metrics['macro_auc']:.3f} -> {paths.report}"
+        )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
