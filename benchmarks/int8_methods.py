@@ -15,7 +15,8 @@ from __future__ import annotations
 import argparse
 import sys
 
-from mobile_skin.common.errors import add_results_dir, cli
+from mobile_skin.common.cli_args import add_results_dir
+from mobile_skin.common.errors import cli
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:

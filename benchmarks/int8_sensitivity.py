@@ -18,7 +18,8 @@ import argparse
 import shlex
 import sys
 
-from mobile_skin.common.errors import UserError, add_results_dir, cli
+from mobile_skin.common.cli_args import add_results_dir
+from mobile_skin.common.errors import UserError, cli
 from mobile_skin.quant.calibration import DEFAULT_SAMPLES
 
 DEFAULT_SWEEP = ["8,8", "10,8", "12,8", "16,8", "8,16", "16,16"]

@@ -14,7 +14,8 @@ import sys
 from pathlib import Path
 
 import mobile_skin  # noqa: F401  (sets TF_USE_LEGACY_KERAS before TensorFlow loads)
-from mobile_skin.common.errors import UserError, add_results_dir, cli
+from mobile_skin.common.cli_args import add_results_dir
+from mobile_skin.common.errors import UserError, cli
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:

@@ -22,6 +22,7 @@ import time
 from pathlib import Path
 
 import mobile_skin  # noqa: F401
+from mobile_skin.common.cli_args import description
 from mobile_skin.common.errors import cli
 
 
@@ -54,9 +55,7 @@ def evaluation_table(metrics: dict) -> str:
 @cli
 def main(argv: list[str] | None = None) -> int:
     """Command-line entry point."""
-    p = argparse.ArgumentParser(
-        prog="python -m mobile_skin.demo", description=__doc__.splitlines()[0]
-    )
+    p = argparse.ArgumentParser(prog="python -m mobile_skin.demo", description=description(__doc__))
     p.add_argument(
         "--out", default="demo_out", help="working directory (replaced; default demo_out)"
     )

@@ -59,7 +59,7 @@ def test_threads_mean_the_same_in_every_command():
 
     from mobile_skin.bench import profile_cli
     from mobile_skin.bench import table10 as benchmark
-    from mobile_skin.common.errors import thread_count
+    from mobile_skin.common.cli_args import thread_count
 
     assert thread_count("all") == (os.cpu_count() or 1) and thread_count("3") == 3
     for bad in ("0", "-1", "x", ""):
@@ -77,3 +77,16 @@ def test_benchmark_takes_the_run_positionally_or_as_run(capsys):
     assert benchmark.parse_args(["--quick"]).run is None
     with pytest.raises(Exception, match="two runs given"):
         benchmark.parse_args(["runs/a", "--run", "runs/b"])
+
+
+def test_help_descriptions_show_no_markup(capsys):
+    from mobile_skin.common.cli_args import description
+
+    doc = "``python -m x``: see :func:`~mobile_skin.quant.qat.quantize` and :mod:`a.b`.\n\nMore."
+    assert description(doc) == "python -m x: see mobile_skin.quant.qat.quantize and a.b."
+    for group in cli.COMMANDS.values():
+        for name in group:
+            with pytest.raises(SystemExit) as stop:
+                cli.main([*name.split(), "--help"])
+            out = capsys.readouterr().out
+            assert stop.value.code == 0 and "``" not in out and ":mod:" not in out, name

@@ -140,7 +140,8 @@ def test_the_package_has_no_import_cycle():
 
 
 def test_the_modules_help_reads_load_no_tensorflow():
-    modules = ["common.formats", "common.config", "cli", "export.cli", "bench.profile_cli"]
+    modules = ["common.formats", "common.config", "common.cli_args", "cli", "export.cli",
+               "bench.profile_cli"]  # fmt: skip
     code = (
         "import importlib, sys\n"
         f"for m in {modules!r}: importlib.import_module('mobile_skin.' + m)\n"

@@ -12,7 +12,8 @@ from __future__ import annotations
 
 import argparse
 
-from mobile_skin.common.errors import UserError, cli, thread_count
+from mobile_skin.common.cli_args import thread_count
+from mobile_skin.common.errors import UserError, cli
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:

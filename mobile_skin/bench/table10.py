@@ -46,7 +46,8 @@ from mobile_skin.bench.models import (
 )
 from mobile_skin.bench.report import OK, BenchRow
 from mobile_skin.common import machine
-from mobile_skin.common.errors import UserError, add_results_dir, cli, thread_count
+from mobile_skin.common.cli_args import add_results_dir, description, thread_count
+from mobile_skin.common.errors import UserError, cli
 from mobile_skin.contract.encoding import CLASSES, MetadataEncoding
 from mobile_skin.quant.calibration import DEFAULT_SAMPLES
 
@@ -89,7 +90,7 @@ def _names(values: list[str] | None, allowed, flag: str) -> list[str] | None:
 
 def parse_threads(text: str) -> list[int]:
     """``"1,all"`` -> ``[1, os.cpu_count()]`` (duplicates dropped); each part as
-    :func:`mobile_skin.common.errors.thread_count` reads ``--threads`` in every command."""
+    :func:`mobile_skin.common.cli_args.thread_count` reads ``--threads`` in every command."""
     try:
         return list(dict.fromkeys(thread_count(part) for part in text.split(",")))
     except ValueError:
@@ -107,7 +108,7 @@ def parse_args(argv: list[str] | None = None) -> Settings:
     from mobile_skin.model.network import BACKBONES
 
     p = argparse.ArgumentParser(
-        prog="python benchmarks/latency.py", description=__doc__.splitlines()[0]
+        prog="python benchmarks/latency.py", description=description(__doc__)
     )
     p.add_argument(
         "run",

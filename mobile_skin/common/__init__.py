@@ -5,4 +5,4 @@ Its modules import only from this package and those before it in ``mobile_skin.L
 (docs/design.md, Code layout).
 """
 
-__all__ = ["config", "errors", "fileio", "formats", "machine", "paper"]
+__all__ = ["cli_args", "config", "errors", "fileio", "formats", "machine", "paper"]

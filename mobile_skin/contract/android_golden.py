@@ -35,6 +35,7 @@ from typing import Any
 
 import numpy as np
 
+from mobile_skin.common.cli_args import description
 from mobile_skin.common.errors import UserError, cli
 from mobile_skin.common.fileio import write_text
 from mobile_skin.contract.encoding import MetadataEncoding
@@ -292,7 +293,7 @@ def _floats32(vector: np.ndarray) -> list[float]:
 @cli
 def main(argv: list[str] | None = None) -> None:
     """Command line: ``python -m mobile_skin.android_golden OUT_DIR``."""
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(description=description(__doc__))
     parser.add_argument(
         "out_dir", type=Path, help=f"where to write the golden JSON files (committed: {GOLDEN_DIR})"
     )

@@ -18,6 +18,7 @@ import numpy as np
 import pandas as pd
 from PIL import Image
 
+from mobile_skin.common.cli_args import description
 from mobile_skin.common.errors import UserError, cli
 from mobile_skin.common.fileio import atomic_path
 from mobile_skin.contract.encoding import CLASSES, LOCALIZATIONS, SEXES
@@ -120,7 +121,7 @@ def write_synthetic_dataset(
 @cli
 def main(argv: list[str] | None = None) -> None:
     """Command-line entry point."""
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(description=description(__doc__))
     parser.add_argument("out", help="output directory")
     parser.add_argument("--lesions", type=int, default=120, help="distinct lesions (default 120)")
     parser.add_argument("--seed", type=int, default=0)

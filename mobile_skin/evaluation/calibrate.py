@@ -14,6 +14,7 @@ import argparse
 import sys
 
 import mobile_skin  # noqa: F401
+from mobile_skin.common.cli_args import description
 from mobile_skin.common.errors import cli
 from mobile_skin.evaluation.temperature import calibrate_run
 
@@ -22,7 +23,7 @@ from mobile_skin.evaluation.temperature import calibrate_run
 def main(argv: list[str] | None = None) -> int:
     """Command-line entry point."""
     p = argparse.ArgumentParser(
-        prog="python -m mobile_skin.calibrate", description=__doc__.splitlines()[0]
+        prog="python -m mobile_skin.calibrate", description=description(__doc__)
     )
     p.add_argument("run", nargs="?", help="run directory (default runs/latest)")
     p.add_argument("--data", help="read the images from here instead of the run's data directory")

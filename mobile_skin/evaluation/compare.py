@@ -21,6 +21,7 @@ import json
 import sys
 from pathlib import Path
 
+from mobile_skin.common.cli_args import description
 from mobile_skin.common.errors import UserError, cli
 
 CONDITIONS = ("as given", "age masked", "sex masked", "site masked", "all masked")
@@ -171,7 +172,7 @@ def plot(runs: list[dict], path: Path) -> None:
 def main(argv: list[str] | None = None) -> int:
     """Command-line entry point."""
     p = argparse.ArgumentParser(
-        prog="python -m mobile_skin.compare", description=__doc__.splitlines()[0]
+        prog="python -m mobile_skin.compare", description=description(__doc__)
     )
     p.add_argument("runs", nargs="+", metavar="RUN", help="finished run directories")
     p.add_argument("--out", required=True, type=Path, help="the Markdown page to write")

@@ -42,6 +42,7 @@ import pandas as pd
 import tf_keras
 
 import mobile_skin  # noqa: F401
+from mobile_skin.common.cli_args import description
 from mobile_skin.common.errors import UserError, cli
 from mobile_skin.common.fileio import shown_path, write_json
 from mobile_skin.common.machine import describe
@@ -409,7 +410,7 @@ def main(argv: list[str] | None = None) -> int:
     """Command-line entry point."""
     p = argparse.ArgumentParser(
         prog="python -m mobile_skin.evaluate",
-        description=__doc__.splitlines()[0],
+        description=description(__doc__),
     )
     p.add_argument("run", nargs="?", help="run directory (default runs/latest)")
     p.add_argument("--split", help="train | val | test (default test)")

@@ -43,6 +43,7 @@ from pathlib import Path
 
 import numpy as np
 
+from mobile_skin.common.cli_args import description
 from mobile_skin.common.errors import UserError, cli
 from mobile_skin.common.fileio import sha256_file, shown_path, write_bytes, write_text
 from mobile_skin.contract.android_golden import dumps, pattern_image
@@ -262,7 +263,7 @@ def write_golden(
 def main(argv: list[str] | None = None) -> int:
     """Command line: ``python -m mobile_skin.device_golden [RUN] [--out DIR]``."""
     p = argparse.ArgumentParser(
-        prog="python -m mobile_skin.device_golden", description=__doc__.splitlines()[0]
+        prog="python -m mobile_skin.device_golden", description=description(__doc__)
     )
     p.add_argument("run", nargs="?", help="training run directory (default runs/latest)")
     p.add_argument(

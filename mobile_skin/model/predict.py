@@ -27,7 +27,8 @@ from pathlib import Path
 
 import numpy as np
 
-from mobile_skin.common.errors import UserError, cli, thread_count
+from mobile_skin.common.cli_args import description, thread_count
+from mobile_skin.common.errors import UserError, cli
 from mobile_skin.contract.encoding import CLASS_NAMES, MAX_AGE, UNKNOWN
 from mobile_skin.contract.spec import IMAGE_INPUT, METADATA_INPUT, SPEC_FILE, ModelSpec
 
@@ -201,7 +202,7 @@ def render(batch: Batch, fmt: str) -> str:
 def main(argv: list[str] | None = None) -> int:
     """Command-line entry point."""
     p = argparse.ArgumentParser(
-        prog="python -m mobile_skin.predict", description=__doc__.splitlines()[0]
+        prog="python -m mobile_skin.predict", description=description(__doc__)
     )
     p.add_argument(
         "images", nargs="+", metavar="IMAGE", help="photos (JPEG, PNG, BMP, GIF) or folders"

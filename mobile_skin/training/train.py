@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING
 import tf_keras
 
 import mobile_skin  # noqa: F401  (sets TF_USE_LEGACY_KERAS before TensorFlow loads)
+from mobile_skin.common.cli_args import description
 from mobile_skin.common.config import (
     DEFAULT_METADATA_DROPOUT,
     SCRATCH_BN_MOMENTUM,
@@ -54,7 +55,7 @@ if TYPE_CHECKING:
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     """The command line; every field flag defaults to None (= keep the preset's value)."""
     p = argparse.ArgumentParser(
-        prog="python -m mobile_skin.train", description=__doc__.splitlines()[0]
+        prog="python -m mobile_skin.train", description=description(__doc__)
     )
     p.add_argument(
         "--data", help="data root: metadata CSV + images anywhere below (required unless --resume)"
