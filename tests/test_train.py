@@ -268,3 +268,31 @@ def test_a_config_saved_before_a_default_changed_trains_its_own_recipe(tmp_path)
     saved.write_text(json.dumps(doc))
     later = train.resolve_config(train.parse_args(["--config", str(saved)]))
     assert later.data.drop_before_split is False
+
+
+def test_the_loop_fits_the_rows_it_is_given(tmp_path, synthetic_root):
+    """training.loop takes rows, not a run directory: it trains on exactly the rows it is given
+    (two epochs of 24 images at batch 8: 3 steps each) and writes where the paths say."""
+    from mobile_skin.common.config import preset
+    from mobile_skin.data.ham10000 import load_ham10000
+    from mobile_skin.training import accel, loop
+
+    frame = load_ham10000(synthetic_root, log=lambda *_: None)
+    cfg = preset("smoke")
+    cfg.model.weights, cfg.model.cut = "none", 40
+    cfg.data.image_size, cfg.train.batch_size, cfg.train.epochs = 32, 8, 2
+    cfg.model.use_metadata, cfg.train.lr_schedule = False, "cosine"
+    data = loop.TrainData(frame.iloc[:24], frame.iloc[24:32], None, None)
+    train_ds, val_ds, steps = loop.make_datasets(cfg, data, multi=False)
+    assert steps == 3 and sum(1 for _ in val_ds) == 1
+    paths = RunPaths(tmp_path / "run")
+    paths.root.mkdir()
+    lines = []
+    best = loop.fit(cfg, data, paths, paths, accel.make_strategy("auto"), resume=False,
+                    log=lines.append)  # fmt: skip
+    history = pd.read_csv(paths.history)
+    assert list(history["epoch"]) == [1, 2] and paths.best_model.is_file()
+    assert best.best_epoch in (1, 2) and lines[-1].startswith("training done")
+    cosine = loop.lr_callback(cfg, "max").schedule
+    assert cosine(0, None) == pytest.approx(cfg.train.learning_rate)
+    assert cosine(cfg.train.epochs, None) == pytest.approx(cfg.train.min_lr)

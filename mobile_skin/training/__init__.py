@@ -4,4 +4,4 @@ Its modules import only from this package and those before it in ``mobile_skin.L
 (docs/design.md, Code layout).
 """
 
-__all__ = ["accel", "callbacks", "multi_worker", "sweep", "train"]
+__all__ = ["accel", "callbacks", "loop", "multi_worker", "sweep", "train"]

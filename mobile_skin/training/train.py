@@ -3,22 +3,19 @@
 The recipe (defaults): Adam (lr 1e-3, epsilon 0.1), class-weighted cross-entropy,
 ReduceLROnPlateau (factor 0.2, min lr 1e-7) and EarlyStopping (patience 25) on validation
 accuracy, batch 32; the best epoch's model is kept and evaluated on the test split at the end.
-See :mod:`mobile_skin.data.run` for what the run directory holds.
+See :mod:`mobile_skin.data.run` for what the run directory holds. This module is the command: the
+run directory, the config, the data and its split, and what follows training (calibration,
+evaluation); the loop itself, which takes the rows, is :mod:`mobile_skin.training.loop`.
 """
 
 from __future__ import annotations
 
 import argparse
-import math
 import shlex
 import shutil
 import sys
-import time
-from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING
-
-import tf_keras
 
 import mobile_skin  # noqa: F401  (sets TF_USE_LEGACY_KERAS before TensorFlow loads)
 from mobile_skin.common.cli_args import description
@@ -31,10 +28,9 @@ from mobile_skin.common.config import (
 )
 from mobile_skin.common.errors import UserError, cli
 from mobile_skin.contract.encoding import CLASSES, MetadataEncoding
-from mobile_skin.contract.pipeline import make_dataset
 from mobile_skin.contract.spec import ModelSpec
 from mobile_skin.data.ham10000 import load_ham10000
-from mobile_skin.data.run import RUNS_DIR, RunPaths, default_run_name, point_latest
+from mobile_skin.data.run import RUNS_DIR, RunPaths, default_run_name
 from mobile_skin.data.splits import (
     draw_run_split,
     leaking_lesions,
@@ -43,10 +39,8 @@ from mobile_skin.data.splits import (
     split_table,
     subset,
 )
-from mobile_skin.model.losses import WeightedCategoricalCrossentropy, class_weights
-from mobile_skin.model.network import build_model
-from mobile_skin.training import accel, multi_worker
-from mobile_skin.training.callbacks import BestModel, ResumeState, ValidationMetrics
+from mobile_skin.model.losses import class_weights
+from mobile_skin.training import accel, loop, multi_worker
 
 if TYPE_CHECKING:
     import tensorflow as tf
@@ -264,26 +258,6 @@ def prepare_run_dir(out: str | None, cfg: RunConfig, *, resume: bool, force: boo
     return paths
 
 
-def _lr_callback(cfg: RunConfig, mode: str) -> tf_keras.callbacks.Callback:
-    t = cfg.train
-    if t.lr_schedule == "cosine":
-
-        def cosine(epoch, _lr):
-            return t.min_lr + 0.5 * (t.learning_rate - t.min_lr) * (
-                1 + math.cos(math.pi * epoch / t.epochs)
-            )
-
-        return tf_keras.callbacks.LearningRateScheduler(cosine)
-    return tf_keras.callbacks.ReduceLROnPlateau(
-        monitor=t.monitor,
-        mode=mode,
-        factor=t.lr_factor,
-        patience=t.lr_patience,
-        min_lr=t.min_lr,
-        verbose=1,
-    )
-
-
 def train(
     cfg: RunConfig,
     paths: RunPaths,
@@ -330,9 +304,30 @@ def _train(
 ) -> dict:
     """:func:`train` with ``strategy``, writing to ``paths``: the run itself (``shared``), or a
     temporary directory on the workers of a multi-worker cluster other than its chief."""
-    multi = cfg.train.strategy == "multi_worker"
-    chief = accel.is_chief(strategy)
     log(f"devices: {accel.describe_devices()}")
+    data = _run_data(cfg, paths, resume=resume, log=log)
+    loop.fit(
+        cfg, data, paths, shared, strategy, resume=resume, extra_callbacks=extra_callbacks, log=log
+    )
+    if cfg.train.strategy == "multi_worker":
+        multi_worker.finish(shared)
+    if not accel.is_chief(strategy):
+        return {}
+    if cfg.train.calibrate:
+        from mobile_skin.evaluation.temperature import calibrate_run
+
+        calibrate_run(paths.root, log=log)
+    if not evaluate:
+        return {}
+    from mobile_skin.evaluation.evaluate import evaluate_run
+
+    return evaluate_run(paths.root, log=log)
+
+
+def _run_data(cfg: RunConfig, paths: RunPaths, *, resume: bool, log) -> loop.TrainData:
+    """The run's data: the dataset read and split (the saved split when resuming), the metadata
+    encoding fitted on the training rows, the class weights; a new run's config and spec are
+    written here."""
     frame = load_ham10000(
         cfg.data.data_dir,
         cfg.data.csv,
@@ -373,127 +368,7 @@ def _train(
             "class weights: "
             + ", ".join(f"{c} {w:.2f}" for c, w in zip(CLASSES, weights, strict=True))
         )
-
-    size, batch = cfg.data.image_size, cfg.train.batch_size
-    train_ds = make_dataset(
-        train_rows,
-        size,
-        batch,
-        encoding=encoding,
-        training=True,
-        augmentation=cfg.data.augment,
-        metadata_dropout_rate=cfg.data.metadata_dropout,
-        seed=cfg.data.seed,
-    )
-    if encoding is not None:
-        log(
-            f"metadata: {encoding.size} features ({', '.join(encoding.layout)}); dropout "
-            f"{cfg.data.metadata_dropout:g} per field while training"
-        )
-    val_ds = make_dataset(val_rows, size, batch, encoding=encoding)
-    if cfg.train.steps_per_epoch:
-        train_ds = train_ds.repeat()
-    if multi:  # each worker takes its share of every global batch
-        train_ds = multi_worker.shard_by_element(train_ds)
-        val_ds = multi_worker.shard_by_element(val_ds)
-    steps = cfg.train.steps_per_epoch or math.ceil(len(train_rows) / batch)
-
-    log(
-        f"strategy: {type(strategy).__name__} with {strategy.num_replicas_in_sync} replica(s); "
-        f"mixed precision {'on' if cfg.train.mixed_precision else 'off'}; "
-        f"XLA {'on' if cfg.train.xla else 'off'}"
-    )
-    meta_size = encoding.size if encoding else 0
-    loss = WeightedCategoricalCrossentropy(weights)
-    with accel.precision(cfg.train.mixed_precision), strategy.scope():
-        model = build_model(cfg.model, size, meta_size)
-        optimizer = tf_keras.optimizers.Adam(
-            cfg.train.learning_rate, epsilon=cfg.train.adam_epsilon
-        )
-        model.compile(
-            optimizer=optimizer, loss=loss, metrics=["accuracy"], jit_compile=cfg.train.xla
-        )
-    # Saved models are float32, as every runtime expects: under mixed precision a float32 twin
-    # (same architecture, no download) receives the weights before each save.
-    twin = (
-        build_model(replace(cfg.model, weights="none"), size, meta_size)
-        if cfg.train.mixed_precision
-        else model
-    )
-
-    def save(path: Path) -> None:
-        if twin is not model:
-            twin.set_weights(model.get_weights())
-        twin.save(path)
-
-    mode = "min" if "loss" in cfg.train.monitor else "max"
-    metrics_cb = ValidationMetrics(
-        val_ds,
-        loss,
-        CLASSES,
-        len(train_rows) if not cfg.train.steps_per_epoch else steps * batch,
-        paths.history,
-        print_fn=log,
-    )
-    best = BestModel(paths.best_model, cfg.train.monitor, save, print_fn=log)
-    stop = tf_keras.callbacks.EarlyStopping(
-        monitor=cfg.train.monitor, mode=mode, patience=cfg.train.patience, verbose=1
-    )
-    schedule = _lr_callback(cfg, mode)
-    if multi:  # restarts go through BackupAndRestore in the run's own directory
-        keep = multi_worker.backup_callbacks(
-            shared, metrics_cb, [best, stop, schedule], chief=chief, log=log
-        )
-    else:
-        state = ResumeState(paths.checkpoint, model, [best, stop, schedule])
-        keep = [state]
-    initial_epoch = 0
-    if resume:
-        with strategy.scope():
-            optimizer.build(model.trainable_variables)
-        initial_epoch = state.restore()
-        metrics_cb.rows = _history_rows(paths.history, initial_epoch)
-        log(f"continuing at epoch {initial_epoch + 1} of {cfg.train.epochs}")
-    callbacks = [
-        metrics_cb,
-        best,
-        stop,
-        schedule,
-        tf_keras.callbacks.TensorBoard(str(paths.tensorboard)),
-        *(extra_callbacks or []),
-        *keep,
-    ]
-    if chief:
-        point_latest(paths.root)
-        if multi:
-            multi_worker.mark_started(paths)
-    started = time.perf_counter()
-    if initial_epoch < cfg.train.epochs:
-        model.fit(
-            train_ds,
-            epochs=cfg.train.epochs,
-            initial_epoch=initial_epoch,
-            steps_per_epoch=steps,
-            callbacks=callbacks,
-            verbose=2 if not sys.stdout.isatty() else 1,
-        )
-    log(
-        f"training done in {time.perf_counter() - started:.0f} s; best {cfg.train.monitor} "
-        f"{best.sign * best.best:.4f} at epoch {best.best_epoch}"
-    )
-    if multi:
-        multi_worker.finish(shared)
-    if not chief:
-        return {}
-    if cfg.train.calibrate:
-        from mobile_skin.evaluation.temperature import calibrate_run
-
-        calibrate_run(paths.root, log=log)
-    if not evaluate:
-        return {}
-    from mobile_skin.evaluation.evaluate import evaluate_run
-
-    return evaluate_run(paths.root, log=log)
+    return loop.TrainData(train_rows, val_rows, encoding, weights)
 
 
 def _new_run_dir(args: argparse.Namespace, cfg: RunConfig) -> RunPaths:
@@ -519,15 +394,6 @@ def _new_run_dir(args: argparse.Namespace, cfg: RunConfig) -> RunPaths:
     if continuing:
         print(f"continuing the unfinished multi-worker run in {paths.root}")
     return paths
-
-
-def _history_rows(path: Path, epochs_done: int) -> list[dict]:
-    if not path.is_file():
-        return []
-    import pandas as pd
-
-    table = pd.read_csv(path)
-    return table[table["epoch"] <= epochs_done].to_dict("records")
 
 
 @cli
