@@ -113,38 +113,14 @@ def export_formats(
         UserError: unknown format, missing run or model, bad flag values; all
             checked before any slow step.
     """
-    unknown = [f for f in formats if f not in FORMATS]
-    if unknown:
-        raise UserError(f"unknown export format {unknown[0]!r}; choose from {', '.join(FORMATS)}")
-    kinds = {FORMATS[f].runtime for f in formats}
+    opset, qat_options = _check_options(
+        formats, calibration_samples, opset, qat_epochs, qat_learning_rate, float_prefix
+    )
     int8 = any(FORMATS[f].mode == "int8" for f in formats)
     qat = [f for f in formats if FORMATS[f].qat]
     paths = resolve_run(run_dir)
     if not paths.best_model.is_file():
         raise UserError(f"{paths.best_model}: model file not found (did training finish?)")
-    if int8:
-        calibration.check_sample_count(calibration_samples)
-    qat_options = {
-        key: value
-        for key, value in (("epochs", qat_epochs), ("learning_rate", qat_learning_rate))
-        if value is not None
-    }
-    if qat_options and not qat:
-        raise UserError("--qat-epochs and --qat-lr only apply with --int8 (or --qat)")
-    if not float_prefix and not int8:
-        raise UserError("--all-int8 only applies with --int8")
-    if (qat_epochs is not None and qat_epochs < 0) or (
-        qat_learning_rate is not None and not qat_learning_rate > 0
-    ):
-        raise UserError(
-            f"--qat-epochs must be >= 0 (got {qat_epochs}) and --qat-lr > 0 "
-            f"(got {qat_learning_rate})"
-        )
-    if "onnx" in kinds:
-        from mobile_skin.export.convert_onnx import DEFAULT_OPSET, check_opset
-
-        opset = DEFAULT_OPSET if opset is None else opset
-        check_opset(opset)
 
     cfg, spec, frame, split = load_run_data(paths, data_dir)
     prefix = get_backbone(cfg.model.backbone).int8_float_prefix if float_prefix else None
@@ -184,6 +160,50 @@ def export_formats(
         )
         for fmt in formats
     ]
+
+
+def _check_options(
+    formats: Sequence[str],
+    calibration_samples: int,
+    opset: int | None,
+    qat_epochs: int | None,
+    qat_learning_rate: float | None,
+    float_prefix: bool,
+) -> tuple[int | None, dict]:
+    """Check :func:`export_formats`' options before any slow step; return the ONNX opset (None
+    without an ONNX format) and the options of quantization-aware training that were given.
+
+    Raises:
+        UserError: an unknown format, or an option that does not apply or is out of range.
+    """
+    unknown = [f for f in formats if f not in FORMATS]
+    if unknown:
+        raise UserError(f"unknown export format {unknown[0]!r}; choose from {', '.join(FORMATS)}")
+    int8 = any(FORMATS[f].mode == "int8" for f in formats)
+    if int8:
+        calibration.check_sample_count(calibration_samples)
+    qat_options = {
+        key: value
+        for key, value in (("epochs", qat_epochs), ("learning_rate", qat_learning_rate))
+        if value is not None
+    }
+    if qat_options and not any(FORMATS[f].qat for f in formats):
+        raise UserError("--qat-epochs and --qat-lr only apply with --int8 (or --qat)")
+    if not float_prefix and not int8:
+        raise UserError("--all-int8 only applies with --int8")
+    if (qat_epochs is not None and qat_epochs < 0) or (
+        qat_learning_rate is not None and not qat_learning_rate > 0
+    ):
+        raise UserError(
+            f"--qat-epochs must be >= 0 (got {qat_epochs}) and --qat-lr > 0 "
+            f"(got {qat_learning_rate})"
+        )
+    if any(FORMATS[f].runtime == "onnx" for f in formats):
+        from mobile_skin.export.convert_onnx import DEFAULT_OPSET, check_opset
+
+        opset = DEFAULT_OPSET if opset is None else opset
+        check_opset(opset)
+    return opset, qat_options
 
 
 @dataclass
