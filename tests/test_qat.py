@@ -380,3 +380,11 @@ def test_the_int8_comparison_table_says_which_rows_were_not_timed():
     assert "| 1.50 | 0.60 |" in table.split("| timed:")[1].splitlines()[0]
     doc["timing"] = {"fp32_ms": 2.5, "load_1m_start": 0.1, "load_1m_end": 0.2}  # no ONNX row
     assert "TFLite 2.50 ms)" in render(doc) and "nan" not in render(doc)
+
+
+def test_the_int8_comparison_tells_tflite_from_onnx_by_the_files_bytes(model_files):
+    """A recipe's runtime comes from its file, not from its name starting with ``onnx_``."""
+    from mobile_skin.bench.int8_methods import file_runtime
+
+    assert file_runtime(model_files["tflite"].read_bytes()) == "tflite"
+    assert file_runtime(model_files["onnx"].read_bytes()) == "onnx"

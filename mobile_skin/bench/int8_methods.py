@@ -524,6 +524,12 @@ METHODS: dict[str, tuple[Callable[[Context], bytes], str]] = {
 }
 
 
+def file_runtime(content: bytes) -> str:
+    """``tflite`` or ``onnx``: what runs a recipe's file, read from its bytes (a TFLite
+    flatbuffer carries the identifier ``TFL3`` at bytes 4-8; anything else here is ONNX)."""
+    return "tflite" if content[4:8] == b"TFL3" else "onnx"
+
+
 def evaluate(ctx: Context, name: str, content: bytes) -> dict:
     """Write the file, score it on both splits, count its partitions."""
     from mobile_skin.bench.tflite_profile import list_ops
@@ -531,8 +537,8 @@ def evaluate(ctx: Context, name: str, content: bytes) -> dict:
     from mobile_skin.model.runtime import OnnxRuntime, TFLiteRuntime, predict_inputs
     from mobile_skin.parity import gate as parity
 
-    onnx_file = name.startswith("onnx_")
-    path = write_bytes(ctx.out_dir / f"{name}.{'onnx' if onnx_file else 'tflite'}", content)
+    onnx_file = file_runtime(content) == "onnx"
+    path = write_bytes(ctx.out_dir / f"{name}.{file_runtime(content)}", content)
     runtime = OnnxRuntime(path, threads=2) if onnx_file else TFLiteRuntime(path, threads=2)
     row: dict = {"method": name, "description": METHODS[name][1], "file": shown_path(path),
                  "mb": round(len(content) / 1e6, 3)}  # fmt: skip
@@ -654,7 +660,7 @@ def run(
                          "threads": 1, "batch": 1}  # fmt: skip
         for k, r in doc["rows"].items():
             if k in times:
-                base = times["onnx_fp32" if k.startswith("onnx_") else "fp32"]
+                base = times["onnx_fp32" if built[k].suffix == ".onnx" else "fp32"]
                 r["ms"], r["ratio_to_fp32"] = times[k], times[k] / base
     write_json(results, doc)
     write_text(results.with_suffix(".md"), render(doc))
