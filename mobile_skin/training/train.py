@@ -47,80 +47,60 @@ if TYPE_CHECKING:
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    """The command line; every field flag defaults to None (= keep the preset's value)."""
+    """The command line, its options grouped by topic in ``--help``; every field flag defaults to
+    None (= keep the preset's value)."""
     p = argparse.ArgumentParser(
         prog="python -m mobile_skin.train", description=description(__doc__)
     )
-    p.add_argument(
-        "--data", help="data root: metadata CSV + images anywhere below (required unless --resume)"
+    for title, add in (
+        ("the run", _run_args),
+        ("data", _data_args),
+        ("model", _model_args),
+        ("training recipe", _recipe_args),
+        ("devices (GPU paths; tested on CPU)", _device_args),
+    ):
+        add(p.add_argument_group(title))
+    return p.parse_args(argv)
+
+
+def _run_args(g) -> None:
+    """Where the run goes and what it starts from (a preset or a saved config)."""
+    g.add_argument("--out", help="run directory (default: runs/<backbone>_<time>)")
+    g.add_argument(
+        "--resume", action="store_true", help="continue the run in --out (default runs/latest)"
     )
-    p.add_argument("--csv", help="metadata CSV (default: DATA/HAM10000_metadata.csv)")
-    p.add_argument(
-        "--preset",
-        help="default (the default) | paper (image-level split, rows without age dropped, no "
-        "metadata dropout) | smoke (tiny, a few minutes on CPU)",
-    )
-    p.add_argument(
+    g.add_argument("--force", action="store_true", help="overwrite an existing --out")
+    g.add_argument("--no-eval", action="store_true", help="skip the test-split report at the end")
+    g.add_argument(
         "--config",
         metavar="FILE",
         help="start from a saved config.json (another run's) instead of a preset; flags given "
         "here override it",
     )
-    p.add_argument(
-        "--backbone", help="mobilenet_v3_large_240 (default) | densenet201 | inception_resnet_v2"
+    g.add_argument(
+        "--preset",
+        help="default (the default) | paper (image-level split, rows without age dropped, no "
+        "metadata dropout) | smoke (tiny, a few minutes on CPU)",
     )
-    p.add_argument("--cut", type=int, help="MobileNetV3Large keeps layers[:CUT] (default 240)")
-    p.add_argument("--image-size", type=int, help="input side in pixels (default 224)")
-    p.add_argument(
-        "--weights",
-        help="imagenet (default; downloads) | none | PATH to a .keras/.h5 of this model",
+
+
+def _data_args(g) -> None:
+    """Which images and rows, how they are split, resized, augmented and encoded."""
+    g.add_argument(
+        "--data", help="data root: metadata CSV + images anywhere below (required unless --resume)"
     )
-    p.add_argument("--epochs", type=int, help="maximum epochs (default 100)")
-    p.add_argument("--batch-size", type=int, help="global batch size (default 32)")
-    p.add_argument(
-        "--learning-rate",
-        type=float,
-        help=f"Adam learning rate (default {TrainConfig.learning_rate:g})",
-    )
-    p.add_argument(
-        "--adam-epsilon",
-        type=float,
-        help=f"Adam epsilon (default {TrainConfig.adam_epsilon:g}, the paper's)",
-    )
-    p.add_argument(
-        "--monitor",
-        help="val_accuracy (default, paper) | val_balanced_accuracy | val_macro_auc | val_loss",
-    )
-    p.add_argument("--patience", type=int, help="EarlyStopping patience in epochs (default 25)")
-    p.add_argument("--lr-schedule", help="plateau (default, ReduceLROnPlateau) | cosine")
-    p.add_argument("--augment", help="none | flip | flip_rotate (default) | full")
-    p.add_argument(
-        "--bn-momentum",
-        type=float,
-        help=f"backbone BatchNorm momentum (default: {SCRATCH_BN_MOMENTUM:g} with --weights none)",
-    )
-    p.add_argument("--no-metadata", action="store_true", help="image only, no age/sex/site branch")
-    p.add_argument(
-        "--no-class-weights", action="store_true", help="plain (unweighted) cross-entropy"
-    )
-    p.add_argument(
-        "--no-calibration",
-        action="store_true",
-        help="keep raw softmax (default: fit a temperature on the validation split after "
-        "training and fold it into the model)",
-    )
-    p.add_argument(
+    g.add_argument("--csv", help="metadata CSV (default: DATA/HAM10000_metadata.csv)")
+    g.add_argument(
         "--split", help="grouped (default: by lesion_id) | paper (image-level 90/10; leaks)"
     )
-    p.add_argument("--seed", type=int, help="split, shuffle and augmentation seed (default 42)")
-    p.add_argument("--max-images", type=int, help="use at most this many images (quick trials)")
-    p.add_argument("--steps-per-epoch", type=int, help="cap training steps per epoch")
-    p.add_argument(
+    g.add_argument("--seed", type=int, help="split, shuffle and augmentation seed (default 42)")
+    g.add_argument("--max-images", type=int, help="use at most this many images (quick trials)")
+    g.add_argument(
         "--skip-bad-images",
         action="store_true",
         help="drop missing/unreadable images with a warning",
     )
-    missing = p.add_mutually_exclusive_group()
+    missing = g.add_mutually_exclusive_group()
     missing.add_argument(
         "--drop-missing-age",
         action="store_true",
@@ -131,34 +111,83 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         action="store_true",
         help="keep rows without an age, encoded as unknown (the default)",
     )
-    p.add_argument(
+    g.add_argument("--image-size", type=int, help="input side in pixels (default 224)")
+    g.add_argument("--augment", help="none | flip | flip_rotate (default) | full")
+    g.add_argument(
         "--metadata-dropout",
         type=float,
         metavar="P",
         help="chance of each metadata field (age, sex, site) being set to unknown per training "
         f"image (default {DEFAULT_METADATA_DROPOUT:g}; 0 never)",
     )
-    p.add_argument(
+    g.add_argument(
         "--no-age-indicator",
         action="store_true",
         help="encode an unknown age as the mean age only, without the missing-age feature",
     )
-    p.add_argument(
+
+
+def _model_args(g) -> None:
+    """The backbone, its cut and start, and whether the metadata branch exists."""
+    g.add_argument(
+        "--backbone", help="mobilenet_v3_large_240 (default) | densenet201 | inception_resnet_v2"
+    )
+    g.add_argument("--cut", type=int, help="MobileNetV3Large keeps layers[:CUT] (default 240)")
+    g.add_argument(
+        "--weights",
+        help="imagenet (default; downloads) | none | PATH to a .keras/.h5 of this model",
+    )
+    g.add_argument(
+        "--bn-momentum",
+        type=float,
+        help=f"backbone BatchNorm momentum (default: {SCRATCH_BN_MOMENTUM:g} with --weights none)",
+    )
+    g.add_argument("--no-metadata", action="store_true", help="image only, no age/sex/site branch")
+
+
+def _recipe_args(g) -> None:
+    """The optimizer, loss, schedule, stopping rule and calibration."""
+    g.add_argument("--epochs", type=int, help="maximum epochs (default 100)")
+    g.add_argument("--batch-size", type=int, help="global batch size (default 32)")
+    g.add_argument(
+        "--learning-rate",
+        type=float,
+        help=f"Adam learning rate (default {TrainConfig.learning_rate:g})",
+    )
+    g.add_argument(
+        "--adam-epsilon",
+        type=float,
+        help=f"Adam epsilon (default {TrainConfig.adam_epsilon:g}, the paper's)",
+    )
+    g.add_argument(
+        "--monitor",
+        help="val_accuracy (default, paper) | val_balanced_accuracy | val_macro_auc | val_loss",
+    )
+    g.add_argument("--patience", type=int, help="EarlyStopping patience in epochs (default 25)")
+    g.add_argument("--lr-schedule", help="plateau (default, ReduceLROnPlateau) | cosine")
+    g.add_argument(
+        "--no-class-weights", action="store_true", help="plain (unweighted) cross-entropy"
+    )
+    g.add_argument(
+        "--no-calibration",
+        action="store_true",
+        help="keep raw softmax (default: fit a temperature on the validation split after "
+        "training and fold it into the model)",
+    )
+    g.add_argument("--steps-per-epoch", type=int, help="cap training steps per epoch")
+
+
+def _device_args(g) -> None:
+    """Mixed precision, XLA and the distribution strategy."""
+    g.add_argument(
         "--mixed-precision", action="store_true", help="float16 compute, float32 softmax output"
     )
-    p.add_argument("--xla", action="store_true", help="jit-compile the training step")
-    p.add_argument(
+    g.add_argument("--xla", action="store_true", help="jit-compile the training step")
+    g.add_argument(
         "--strategy",
         help="auto (default) | mirrored (all local GPUs via tf.distribute) | multi_worker "
         "(several machines, each with its TF_CONFIG; docs/distributed.md)",
     )
-    p.add_argument("--out", help="run directory (default: runs/<backbone>_<time>)")
-    p.add_argument(
-        "--resume", action="store_true", help="continue the run in --out (default runs/latest)"
-    )
-    p.add_argument("--force", action="store_true", help="overwrite an existing --out")
-    p.add_argument("--no-eval", action="store_true", help="skip the test-split report at the end")
-    return p.parse_args(argv)
 
 
 _FIELDS = {  # flag -> (section, field)
