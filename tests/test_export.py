@@ -13,6 +13,7 @@ import onnx
 import pytest
 
 from mobile_skin.common.errors import UserError
+from mobile_skin.common.fileio import shown_path
 from mobile_skin.contract import embedded_spec
 from mobile_skin.contract.encoding import CLASSES
 from mobile_skin.contract.spec import LABELS_FILE, SPEC_FILE, ModelSpec
@@ -126,6 +127,10 @@ def test_parity_table_names_the_machine_and_every_format(smoke_run, exported):
     md = (smoke_run.root / "export" / "parity.md").read_text()
     doc = json.loads((smoke_run.root / "export" / "parity.json").read_text())
     assert doc["machine"]["cpu"] in md.splitlines()[0]
+    assert (
+        doc["run"] == shown_path(smoke_run.root)
+        and f"of `{smoke_run.root.name}` on" in md.splitlines()[0]
+    )
     assert doc["tolerances"].keys() == TOLERANCES.keys()
     for fmt in ["keras", *EXPORTED]:
         assert f"| {fmt} |" in md

@@ -158,20 +158,25 @@ def _row(fmt, agreement=1.0):
 
 
 def test_the_record_names_the_run_relative_to_the_working_directory(tmp_path, monkeypatch):
-    # committed parity.json files must not carry one machine's absolute paths
+    # committed parity.json files must not carry one machine's absolute paths: the exporter
+    # names the run by shown_path (tests/test_export.py checks it does)
     monkeypatch.chdir(tmp_path)
-    parity.record(RunPaths(tmp_path / "runs" / "r"), _row("keras"))
+    run = RunPaths(tmp_path / "runs" / "r")
+    parity.record(run.export_root, shown_path(run.root), _row("keras"))
     assert json.loads(Path("runs/r/export/parity.json").read_text())["run"] == "runs/r"
+    assert "of `r` on" in Path("runs/r/export/parity.md").read_text().splitlines()[0]
     outside = tmp_path.parent / "elsewhere"
     monkeypatch.chdir(tmp_path / "runs")
     assert shown_path(outside) == outside.resolve().as_posix()
 
 
 def test_record_replaces_the_row_of_the_same_format(tmp_path):
-    paths = RunPaths(tmp_path)
-    parity.record(paths, _row("tflite_int8", agreement=0.5), _row("keras"))
-    parity.record(paths, _row("onnx_fp32"))
-    parity.record(paths, _row("tflite_int8", agreement=1.0), sweeps={"tflite_int8": {"test": []}})
+    out = RunPaths(tmp_path).export_root
+    parity.record(out, "r", _row("tflite_int8", agreement=0.5), _row("keras"))
+    parity.record(out, "r", _row("onnx_fp32"))
+    parity.record(
+        out, "r", _row("tflite_int8", agreement=1.0), sweeps={"tflite_int8": {"test": []}}
+    )
     doc = json.loads((tmp_path / "export" / "parity.json").read_text())
     assert [r["format"] for r in doc["rows"]] == ["keras", "tflite_int8", "onnx_fp32"]
     assert doc["rows"][1]["status"] == PASS and doc["decided_margin"] == DECIDED_MARGIN
@@ -215,7 +220,9 @@ def test_keras_predictions_are_cached_until_the_model_changes(tmp_path, syntheti
     rt = CountingRuntime()
 
     def reference():
-        return parity.keras_reference(paths, rt, data, spec, latency_runs=0, log=lambda _m: None)
+        return parity.keras_reference(
+            paths.best_model, paths.export_root, rt, data, spec, latency_runs=0, log=lambda _m: None
+        )
 
     probs, row = reference()
     calls = rt.calls

@@ -88,13 +88,19 @@ def load_context(run_dir, out_dir: Path | None = None, log=print) -> Context:
     model = load_model(paths.best_model)
     data = {n: parity.SplitData.from_frame(n, subset(frame, split, n), spec) for n in SPLITS}
     reference, _ = parity.keras_reference(
-        paths, KerasRuntime(model, paths.best_model), data, spec, latency_runs=0, log=log
+        paths.best_model,
+        paths.export_root,
+        KerasRuntime(model, paths.best_model),
+        data,
+        spec,
+        latency_runs=0,
+        log=log,
     )
     train = subset(frame, split, "train")
     samples = calibration.calibration_samples(
         train, spec, calibration.DEFAULT_SAMPLES, cfg.data.seed, log=log
     )
-    out = out_dir or paths.root / "export" / "int8_methods"
+    out = out_dir or paths.export_root / "int8_methods"
     out.mkdir(parents=True, exist_ok=True)
     return Context(
         paths, cfg, spec, model, edge_model.to_edge_model(model), train,

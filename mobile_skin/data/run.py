@@ -108,9 +108,15 @@ class RunPaths:
         folder = self.root / name
         return EvaluationPaths(folder / "metrics.json", folder / "report.md", folder / "figures")
 
+    @property
+    def export_root(self) -> Path:
+        """``export/``: every format's directory, and the parity tables (``parity.json``,
+        ``parity.md``) with the cached Keras reference."""
+        return self.root / "export"
+
     def export(self, fmt: str) -> Path:
         """Directory of one exported format, e.g. ``tflite_int8``."""
-        return self.root / "export" / fmt
+        return self.export_root / fmt
 
 
 def default_run_name(backbone: str) -> str:

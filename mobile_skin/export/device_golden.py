@@ -144,7 +144,7 @@ def tflite_exports(paths: RunPaths) -> list[tuple[str, str, Path]]:
     Raises:
         UserError: no ``export/parity.json``, or no judged TFLite export with its file.
     """
-    table = paths.root / "export" / PARITY_JSON
+    table = paths.export_root / PARITY_JSON
     if not table.is_file():
         raise UserError(
             f"{table}: no parity table; export the run first (python export/to_tflite.py "

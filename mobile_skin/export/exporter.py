@@ -28,7 +28,7 @@ from pathlib import Path
 import numpy as np
 
 from mobile_skin.common.errors import UserError
-from mobile_skin.common.fileio import atomic_path, write_bytes
+from mobile_skin.common.fileio import atomic_path, shown_path, write_bytes
 from mobile_skin.common.formats import FORMATS
 from mobile_skin.common.machine import int8_speed_note
 from mobile_skin.contract.spec import ModelSpec
@@ -133,7 +133,13 @@ def export_formats(
         }
         runtime = KerasRuntime(model, paths.best_model)
         reference, ref_row = parity.keras_reference(
-            paths, runtime, data, spec, latency_runs=latency_runs, log=log
+            paths.best_model,
+            paths.export_root,
+            runtime,
+            data,
+            spec,
+            latency_runs=latency_runs,
+            log=log,
         )
         gate = _Gate(data, reference, ref_row, threads or os.cpu_count(), latency_runs)
     train = subset(frame, split, "train")
@@ -266,7 +272,7 @@ def _export_one(
         row.status, row.reason = parity.UNVERIFIED, "--no-verify: parity gate skipped"
         log(f"--no-verify: {target} was NOT checked against the Keras model")
         _finish(row, target, replace(export_spec, parity=parity.summary(row)))
-        parity.record(paths, row)
+        parity.record(paths.export_root, shown_path(paths.root), row)
         return row
 
     sizes = ", ".join(f"{len(d.ids)} {name}" for name, d in gate.data.items())
@@ -282,7 +288,10 @@ def _export_one(
         row.file = failed.name
         target = failed
     _finish(row, target, replace(export_spec, model_file=target.name, parity=parity.summary(row)))
-    out = parity.record(paths, gate.ref_row, row, sweeps={fmt: parity.sweep(probs, gate.reference)})
+    out = parity.record(
+        paths.export_root, shown_path(paths.root), gate.ref_row, row,
+        sweeps={fmt: parity.sweep(probs, gate.reference)},
+    )  # fmt: skip
     log(f"{fmt}: {row.status} -> {target}; table {out.with_suffix('.md')}")
     log(f"  {row.reason}")
     if mode == "int8":

@@ -57,11 +57,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from mobile_skin.common.fileio import atomic_path, shown_path, write_json, write_text
+from mobile_skin.common.fileio import atomic_path, write_json, write_text
 from mobile_skin.common.formats import FORMATS, KERAS
 from mobile_skin.common.machine import describe
 from mobile_skin.contract.spec import ModelSpec
-from mobile_skin.data.run import RunPaths
 from mobile_skin.evaluation.robustness import condition_metrics, condition_probs
 from mobile_skin.evaluation.stats import (
     BOOTSTRAP_RESAMPLES,
@@ -282,8 +281,8 @@ def measure_latency(
     return round(float(np.median(times)) * 1e3, 3)
 
 
-def _cache_key(paths: RunPaths, split: SplitData, spec: ModelSpec) -> dict:
-    model_stat = paths.best_model.stat()
+def _cache_key(model_file: Path, split: SplitData, spec: ModelSpec) -> dict:
+    model_stat = model_file.stat()
     return {
         "model_mtime_ns": model_stat.st_mtime_ns,
         "model_size": model_stat.st_size,
@@ -306,7 +305,8 @@ def _cached(out: Path, key: dict, n: int, spec: ModelSpec) -> tuple[np.ndarray, 
 
 
 def keras_reference(
-    paths: RunPaths,
+    model_file: Path,
+    out_dir: Path,
     runtime: Runtime,
     data: Mapping[str, SplitData],
     spec: ModelSpec,
@@ -314,17 +314,19 @@ def keras_reference(
     latency_runs: int = LATENCY_RUNS,
     log: Callable[[str], None] = print,
 ) -> tuple[dict[str, np.ndarray], ParityRow]:
-    """Keras' probabilities on each split and its reference row (each split cached apart)."""
-    out = paths.root / "export"
-    probs, row = {}, file_row(KERAS, paths.best_model)
+    """Keras' probabilities on each split and its reference row: ``runtime`` runs ``model_file``
+    on ``data``; each split's probabilities are cached apart in ``out_dir`` (a run's
+    ``export/``), keyed by the model file, the image size and the split's rows."""
+    out = out_dir
+    probs, row = {}, file_row(KERAS, model_file)
     for name, d in data.items():
-        key = {"split": name, **_cache_key(paths, d, spec)}
+        key = {"split": name, **_cache_key(model_file, d, spec)}
         hit = _cached(out, key, len(d.ids), spec)
         if hit is not None:
             log(f"Keras {name} predictions: cached in {out / CACHE_NPY.format(split=name)}")
             probs[name], row.splits[name] = hit[0], SplitComparison.from_dict(hit[1])
             continue
-        log(f"Keras predictions: running {paths.best_model.name} on {len(d.ids)} {name} images")
+        log(f"Keras predictions: running {model_file.name} on {len(d.ids)} {name} images")
         probs[name] = predict_inputs(runtime, d.inputs, len(spec.classes), progress=f"keras {name}")
         row.splits[name] = compare(name, d.labels, probs[name], spec.classes, None, DECIDED_MARGIN)
         row.splits[name].masked = _masked(runtime, d, spec, probs[name])
@@ -400,15 +402,16 @@ def sweep(
     }
 
 
-def record(paths: RunPaths, *rows: ParityRow, sweeps: dict | None = None) -> Path:
-    """Put ``rows`` into ``export/parity.json`` and ``parity.md``, replacing same-format rows.
+def record(out_dir: Path, run: str, *rows: ParityRow, sweeps: dict | None = None) -> Path:
+    """Put ``rows`` into ``out_dir/parity.json`` and ``parity.md``, replacing same-format rows.
 
     Args:
-        paths: the run.
+        out_dir: where the tables go (a run's ``export/``).
+        run: the run as the tables name it (``runs/NAME``; the Markdown title takes ``NAME``).
         *rows: judged rows (and the reference row).
         sweeps: format -> :func:`sweep` result, kept beside the rows.
     """
-    out = paths.root / "export"
+    out = out_dir
     out.mkdir(parents=True, exist_ok=True)
     with open(out / ".parity.lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
@@ -425,7 +428,7 @@ def record(paths: RunPaths, *rows: ParityRow, sweeps: dict | None = None) -> Pat
         write_json(
             out / PARITY_JSON,
             {
-                "run": shown_path(paths.root),
+                "run": run,
                 "machine": machine,
                 "decided_margin": DECIDED_MARGIN,
                 "bootstrap": {"resamples": BOOTSTRAP_RESAMPLES, "seed": BOOTSTRAP_SEED},
@@ -434,7 +437,7 @@ def record(paths: RunPaths, *rows: ParityRow, sweeps: dict | None = None) -> Pat
                 "sweeps": all_sweeps,
             },
         )
-        write_text(out / PARITY_MD, render_markdown(paths, ordered, machine, all_sweeps))
+        write_text(out / PARITY_MD, render_markdown(Path(run).name, ordered, machine, all_sweeps))
     return out / PARITY_JSON
 
 
@@ -455,14 +458,14 @@ def load_rows(path: Path) -> list[ParityRow]:
 
 
 def render_markdown(
-    paths: RunPaths,
+    run_name: str,
     rows: list[ParityRow],
     machine: dict | None = None,
     sweeps: dict | None = None,
 ) -> str:
     """The parity tables as Markdown, titled with the machine and the runtime versions."""
     return render(
-        paths.root.name, rows, machine or describe(), sweeps or {}, DECIDED_MARGIN, SWEEP_MARGINS
+        run_name, rows, machine or describe(), sweeps or {}, DECIDED_MARGIN, SWEEP_MARGINS
     )
 
 

@@ -223,7 +223,13 @@ def probe_run(
     model = load_model(paths.best_model)
     data = {"test": parity.SplitData.from_frame("test", test, spec)}
     references, _ = parity.keras_reference(
-        paths, KerasRuntime(model, paths.best_model), data, spec, latency_runs=0, log=log
+        paths.best_model,
+        paths.export_root,
+        KerasRuntime(model, paths.best_model),
+        data,
+        spec,
+        latency_runs=0,
+        log=log,
     )
     reference = references["test"]
     if limit is not None:
