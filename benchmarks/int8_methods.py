@@ -15,7 +15,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from mobile_skin.common.cli_args import add_results_dir
+from mobile_skin.common.cli_args import add_data_dir, add_results_dir, description
 from mobile_skin.common.errors import cli
 
 
@@ -23,9 +23,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     from mobile_skin.bench.int8_methods import METHODS
 
     p = argparse.ArgumentParser(
-        prog="python benchmarks/int8_methods.py", description=__doc__.splitlines()[0]
+        prog="python benchmarks/int8_methods.py", description=description(__doc__)
     )
     p.add_argument("run", nargs="?", help="training run directory (default runs/latest)")
+    add_data_dir(p)
     p.add_argument(
         "--methods",
         nargs="*",
@@ -42,11 +43,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     from mobile_skin.bench.int8_methods import run
-    from mobile_skin.data.run import resolve_run
+    from mobile_skin.data.run import open_run
 
-    paths = resolve_run(args.run)
-    out = args.out / f"int8_methods_{paths.root.name}.json"
-    run(paths.root, args.methods, out, timing=args.time)
+    opened = open_run(args.run, args.data)
+    out = args.out / f"int8_methods_{opened.paths.root.name}.json"
+    run(opened, args.methods, out, timing=args.time)
     print(out.with_suffix(".md").read_text())
     return 0
 

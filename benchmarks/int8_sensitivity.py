@@ -18,7 +18,7 @@ import argparse
 import shlex
 import sys
 
-from mobile_skin.common.cli_args import add_results_dir
+from mobile_skin.common.cli_args import add_data_dir, add_results_dir, description
 from mobile_skin.common.errors import UserError, cli
 from mobile_skin.quant.calibration import DEFAULT_SAMPLES
 
@@ -40,9 +40,10 @@ def _pair(text: str) -> tuple[int, int]:
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(
-        prog="python benchmarks/int8_sensitivity.py", description=__doc__.splitlines()[0]
+        prog="python benchmarks/int8_sensitivity.py", description=description(__doc__)
     )
     p.add_argument("run", nargs="?", help="training run directory (default runs/latest)")
+    add_data_dir(p)
     p.add_argument(
         "--sweep",
         nargs="*",
@@ -85,13 +86,13 @@ def main(argv: list[str] | None = None) -> int:
     from mobile_skin.quant.calibration import check_sample_count
 
     check_sample_count(args.calibration_samples)
-    from mobile_skin.data.run import resolve_run
+    from mobile_skin.data.run import open_run
     from mobile_skin.quant.sensitivity import run_report
 
-    paths = resolve_run(args.run)
-    out = args.out / f"int8_sensitivity_{paths.root.resolve().name}"
+    opened = open_run(args.run, args.data)
+    out = args.out / f"int8_sensitivity_{opened.paths.root.name}"
     written = run_report(
-        paths.root,
+        opened,
         out,
         sweep=args.sweep,
         per_tensor=not args.no_per_tensor,

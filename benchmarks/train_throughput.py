@@ -14,13 +14,13 @@ import sys
 from pathlib import Path
 
 import mobile_skin  # noqa: F401  (sets TF_USE_LEGACY_KERAS before TensorFlow loads)
-from mobile_skin.common.cli_args import add_results_dir
+from mobile_skin.common.cli_args import add_results_dir, description
 from mobile_skin.common.errors import UserError, cli
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(
-        prog="python benchmarks/train_throughput.py", description=__doc__.splitlines()[0]
+        prog="python benchmarks/train_throughput.py", description=description(__doc__)
     )
     p.add_argument("--data", required=True, help="HAM10000-shaped data root (CSV + images)")
     p.add_argument("--image-size", type=int, default=160, help="input side (default 160)")

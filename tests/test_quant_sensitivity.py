@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from mobile_skin.data.run import open_run
 from mobile_skin.quant import sensitivity as qs
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
@@ -17,7 +18,9 @@ import int8_sensitivity  # noqa: E402
 
 @pytest.fixture(scope="module")
 def probe(smoke_run):
-    return qs.probe_run(smoke_run.root, calibration_samples=14, limit=16, log=lambda _m: None)
+    return qs.probe_run(
+        open_run(smoke_run.root), calibration_samples=14, limit=16, log=lambda _m: None
+    )
 
 
 def test_bit_widths_reach_every_quantizer_and_are_restored(probe):
@@ -77,6 +80,7 @@ def test_script_writes_tables_and_rejects_bad_flags(smoke_run, tmp_path, capsys)
         (["--sweep", "8,20"], "bit widths must be 2..16"),
         (["--limit", "0"], "--limit must be at least 1"),
         (["--calibration-samples", "3"], "calibration"),
+        (["--data", str(tmp_path / "moved")], str(tmp_path / "moved")),  # --data reaches the read
     ):
         capsys.readouterr()
         with pytest.raises(SystemExit) as exit_info:

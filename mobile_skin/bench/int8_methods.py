@@ -46,10 +46,14 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from mobile_skin.common.errors import UserError
+
+if TYPE_CHECKING:
+    from mobile_skin.data.run import RunData
 
 #: The splits every recipe is scored on (the parity gate's).
 SPLITS = ("test", "val")
@@ -74,19 +78,16 @@ class Context:
     cache: dict = field(default_factory=dict)
 
 
-def load_context(run_dir, out_dir: Path | None = None, log=print) -> Context:
+def load_context(run: RunData, out_dir: Path | None = None, log=print) -> Context:
     """The run's model, rewrite, calibration samples, splits and Keras reference."""
-    from mobile_skin.data.run import load_run_data, resolve_run
-    from mobile_skin.data.splits import subset
     from mobile_skin.model.network import load_model
     from mobile_skin.model.runtime import KerasRuntime
     from mobile_skin.parity import gate as parity
     from mobile_skin.quant import calibration, edge_model
 
-    paths = resolve_run(run_dir)
-    cfg, spec, frame, split = load_run_data(paths)
+    paths, cfg, spec = run.paths, run.cfg, run.spec
     model = load_model(paths.best_model)
-    data = {n: parity.SplitData.from_frame(n, subset(frame, split, n), spec) for n in SPLITS}
+    data = {n: parity.SplitData.from_frame(n, run.rows(n), spec) for n in SPLITS}
     reference, _ = parity.keras_reference(
         paths.best_model,
         paths.export_root,
@@ -96,7 +97,7 @@ def load_context(run_dir, out_dir: Path | None = None, log=print) -> Context:
         latency_runs=0,
         log=log,
     )
-    train = subset(frame, split, "train")
+    train = run.rows("train")
     samples = calibration.calibration_samples(
         train, spec, calibration.DEFAULT_SAMPLES, cfg.data.seed, log=log
     )
@@ -104,7 +105,7 @@ def load_context(run_dir, out_dir: Path | None = None, log=print) -> Context:
     out.mkdir(parents=True, exist_ok=True)
     return Context(
         paths, cfg, spec, model, edge_model.to_edge_model(model), train,
-        subset(frame, split, "val"), samples, data, reference, out, log,
+        run.rows("val"), samples, data, reference, out, log,
     )  # fmt: skip
 
 
@@ -625,7 +626,7 @@ def time_files(paths: dict[str, Path], rounds: int = 5, runs: int = 200, warmup:
 
 
 def run(
-    run_dir,
+    opened: RunData,
     methods: list[str],
     results: Path,
     *,
@@ -639,7 +640,7 @@ def run(
     unknown = [m for m in methods if m not in METHODS]
     if unknown:
         raise UserError(f"unknown recipe(s) {unknown}; choose from {', '.join(METHODS)}")
-    ctx = load_context(run_dir, log=log)
+    ctx = load_context(opened, log=log)
     doc = json.loads(results.read_text()) if results.is_file() else {"rows": {}}
     doc.update(run=shown_path(ctx.paths.root), machine=describe())
     for name in methods:

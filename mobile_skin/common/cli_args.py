@@ -1,7 +1,8 @@
 """What several commands' argument parsers share, read in one place.
 
 :func:`thread_count` is the one reading of ``--threads`` (``N`` or ``all``) for every command,
-:func:`add_results_dir` the one ``--out`` of every benchmark (a results directory), and
+:func:`add_results_dir` the one ``--out`` of every benchmark (a results directory),
+:func:`add_data_dir` the one ``--data`` of the commands that read a finished run's images, and
 :func:`description` turns a module docstring's first line into a ``--help`` description without
 its reStructuredText markup. No TensorFlow here: ``--help`` reads this module.
 """
@@ -12,7 +13,7 @@ import os
 import re
 from pathlib import Path
 
-__all__ = ["RESULTS_DIR", "add_results_dir", "description", "thread_count"]
+__all__ = ["RESULTS_DIR", "add_data_dir", "add_results_dir", "description", "thread_count"]
 
 #: ``:role:`~target``` of reStructuredText, e.g. ``:func:`~mobile_skin.quant.qat.quantize_aware```.
 _ROLE = re.compile(r":[a-z]+:`~?([^`]+)`")
@@ -52,4 +53,15 @@ def add_results_dir(parser, writes: str) -> None:
         default=RESULTS_DIR,
         metavar="DIR",
         help=f"results directory; writes {writes} there (default {RESULTS_DIR})",
+    )
+
+
+def add_data_dir(parser) -> None:
+    """``--data DIR`` as every command that reads a finished run's images takes it: the data root
+    to read them from instead of the directory recorded in the run's config (data moved, or a
+    run trained on another machine)."""
+    parser.add_argument(
+        "--data",
+        metavar="DIR",
+        help="read the run's images from here instead of the data directory in its config",
     )

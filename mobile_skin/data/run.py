@@ -29,7 +29,7 @@ from mobile_skin.common.config import RunConfig
 from mobile_skin.common.errors import UserError
 from mobile_skin.contract.spec import SPEC_FILE, ModelSpec
 from mobile_skin.data.ham10000 import load_ham10000
-from mobile_skin.data.splits import load_split
+from mobile_skin.data.splits import load_split, subset
 
 RUNS_DIR = Path("runs")
 LATEST = "latest"
@@ -172,3 +172,28 @@ def load_run_data(
     )
     frame, split = load_split(paths.split, frame)
     return cfg, spec, frame, split
+
+
+@dataclass(frozen=True)
+class RunData:
+    """A finished run, opened: where it is, its config and spec, its data and its split. A
+    command opens it (:func:`open_run`, honouring ``--data``); the stages it calls take it."""
+
+    paths: RunPaths
+    cfg: RunConfig
+    spec: ModelSpec
+    frame: pd.DataFrame
+    split: pd.Series
+
+    def rows(self, name: str) -> pd.DataFrame:
+        """The rows of one split (``train``, ``val`` or ``test``)."""
+        return subset(self.frame, self.split, name)
+
+
+def open_run(
+    run_dir: str | os.PathLike | None, data_dir: str | None = None, *, verify_images: bool = True
+) -> RunData:
+    """:func:`resolve_run` then :func:`load_run_data`: the run at ``run_dir`` (None:
+    ``runs/latest``) with its data, read from ``data_dir`` when given."""
+    paths = resolve_run(run_dir)
+    return RunData(paths, *load_run_data(paths, data_dir, verify_images=verify_images))

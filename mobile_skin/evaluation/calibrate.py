@@ -14,7 +14,7 @@ import argparse
 import sys
 
 import mobile_skin  # noqa: F401
-from mobile_skin.common.cli_args import description
+from mobile_skin.common.cli_args import add_data_dir, description
 from mobile_skin.common.errors import cli
 from mobile_skin.evaluation.temperature import calibrate_run
 
@@ -26,7 +26,7 @@ def main(argv: list[str] | None = None) -> int:
         prog="python -m mobile_skin.calibrate", description=description(__doc__)
     )
     p.add_argument("run", nargs="?", help="run directory (default runs/latest)")
-    p.add_argument("--data", help="read the images from here instead of the run's data directory")
+    add_data_dir(p)
     p.add_argument(
         "--off", action="store_true", help="restore the uncalibrated model (raw softmax)"
     )

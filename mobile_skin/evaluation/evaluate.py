@@ -42,7 +42,7 @@ import pandas as pd
 import tf_keras
 
 import mobile_skin  # noqa: F401
-from mobile_skin.common.cli_args import description
+from mobile_skin.common.cli_args import add_data_dir, description
 from mobile_skin.common.errors import UserError, cli
 from mobile_skin.common.fileio import shown_path, write_json
 from mobile_skin.common.machine import describe
@@ -414,7 +414,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     p.add_argument("run", nargs="?", help="run directory (default runs/latest)")
     p.add_argument("--split", help="train | val | test (default test)")
-    p.add_argument("--data", help="read the split's images from here instead of the run's data")
+    add_data_dir(p)
     p.add_argument(
         "--dataset",
         metavar="DIR",

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 
+from mobile_skin.common.cli_args import add_data_dir
 from mobile_skin.common.config import QAT_EPOCHS, QAT_LEARNING_RATE
 from mobile_skin.common.errors import UserError, cli
 from mobile_skin.common.formats import FORMATS, formats_of
@@ -56,9 +57,7 @@ def add_shared_arguments(parser: argparse.ArgumentParser) -> None:
         "block stay float, which keeps more of the model's answers; see reports/int8.md)",
     )
     parser.add_argument("--no-verify", action="store_true", help="skip the parity gate (says so)")
-    parser.add_argument(
-        "--data", help="read the images from here instead of the run's data directory"
-    )
+    add_data_dir(parser)
 
 
 def parse_tflite_args(argv: list[str] | None = None) -> argparse.Namespace:

@@ -22,6 +22,7 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 import tensorflow_model_optimization as tfmot
@@ -32,6 +33,9 @@ from mobile_skin.model.metrics import classification_report
 from mobile_skin.quant import qat
 from mobile_skin.quant.calibration import DEFAULT_SAMPLES
 from mobile_skin.quant.qat_describe import feeds_on
+
+if TYPE_CHECKING:
+    from mobile_skin.data.run import RunData
 
 _q = tfmot.quantization.keras.quantizers
 #: Quantizers of activations (ranges from data or fixed) and of weights (ranges from the weights).
@@ -193,7 +197,7 @@ def most_harmful_wide(probe: Probe, ranking: Sequence[str], counts: Sequence[int
 
 
 def probe_run(
-    run_dir=None,
+    run: RunData,
     *,
     calibration_samples: int = DEFAULT_SAMPLES,
     limit: int | None = None,
@@ -202,24 +206,20 @@ def probe_run(
     """The exporter's calibrated QAT graph of a run's model, over its test split.
 
     Args:
-        run_dir: the training run (None: ``runs/latest``).
+        run: the training run, opened with its data (:func:`mobile_skin.data.run.open_run`).
         calibration_samples: training images (drawn per class) setting the ranges, as the
             int8 export draws them.
         limit: only the first ``limit`` test images (for quick looks and tests).
         log: where progress lines go.
     """
     from mobile_skin.contract.pipeline import make_dataset
-    from mobile_skin.data.run import load_run_data, resolve_run
-    from mobile_skin.data.splits import subset
     from mobile_skin.model.network import load_model
     from mobile_skin.model.runtime import KerasRuntime
     from mobile_skin.parity import gate as parity
     from mobile_skin.quant import edge_model
     from mobile_skin.quant.calibration import calibration_frame
 
-    paths = resolve_run(run_dir)
-    cfg, spec, frame, split = load_run_data(paths)
-    test = subset(frame, split, "test")
+    paths, spec, test = run.paths, run.spec, run.rows("test")
     model = load_model(paths.best_model)
     data = {"test": parity.SplitData.from_frame("test", test, spec)}
     references, _ = parity.keras_reference(
@@ -235,9 +235,7 @@ def probe_run(
     if limit is not None:
         test, reference = test.head(limit), reference[:limit]
     qat_model, _ = qat.build_qat_model(edge_model.to_edge_model(model))
-    calib_rows = calibration_frame(
-        subset(frame, split, "train"), calibration_samples, cfg.data.seed
-    )
+    calib_rows = calibration_frame(run.rows("train"), calibration_samples, run.cfg.data.seed)
     batches = make_dataset(
         calib_rows, spec.image_size, 32, encoding=spec.encoding, cache=False, labels=False
     )
@@ -275,7 +273,7 @@ def render_markdown(sections: dict[str, list[Row]], header: str) -> str:
 
 
 def run_report(
-    run_dir,
+    run: RunData,
     out_prefix,
     *,
     sweep: Sequence[tuple[int, int]],
@@ -299,7 +297,7 @@ def run_report(
     from mobile_skin.common.fileio import shown_path, write_json, write_text
     from mobile_skin.common.machine import describe
 
-    probe = probe_run(run_dir, calibration_samples=calibration_samples, limit=limit, log=log)
+    probe = probe_run(run, calibration_samples=calibration_samples, limit=limit, log=log)
     n = len(probe.labels)
     log(f"{len(probe.activation_keys)} activation tensors; {n} test images")
     sections: dict[str, list[Row]] = {"Bit widths (all activations / all weights)": []}
@@ -317,7 +315,7 @@ def run_report(
     out = Path(out_prefix)
     machine = describe()
     header = (
-        f"# Int8 sensitivity: {Path(run_dir).resolve().name}, {n} test images\n\n"
+        f"# Int8 sensitivity: {run.paths.root.name}, {n} test images\n\n"
         f"Fake-quant emulation of the int8 export (calibrated on {calibration_samples} training "
         f"images, not fine-tuned); 'flips' are test images whose top-1 differs from the float "
         f"model's. Machine: {machine.get('cpu')}. Command: `{command}`."
@@ -326,7 +324,7 @@ def run_report(
         write_json(
             out.with_suffix(".json"),
             {
-                "run": shown_path(run_dir),
+                "run": shown_path(run.paths.root),
                 "command": command,
                 "test_images": n,
                 "calibration_samples": calibration_samples,
