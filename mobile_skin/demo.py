@@ -103,12 +103,15 @@ def main(argv: list[str] | None = None) -> int:
     print(f"\nreport: {run / 'report.md'} (figures in {run / 'figures'})")
 
     _banner("4/5 export to TFLite float32 and int8, each gated on parity with Keras")
+    from mobile_skin.data.run import resolve_run
     from mobile_skin.export.exporter import export_formats
     from mobile_skin.parity import gate as parity
     from mobile_skin.parity.report import summary_table
 
     # int8 fine-tunes quantization-aware for 2 epochs here (8 by default): the demo stays short.
-    rows = export_formats(run, ["tflite_fp32", "tflite_int8"], latency_runs=5, qat_epochs=2)
+    rows = export_formats(
+        resolve_run(run), ["tflite_fp32", "tflite_int8"], latency_runs=5, qat_epochs=2
+    )
     recorded = parity.load_rows(run / "export" / parity.PARITY_JSON)
     print("\n" + "\n".join(summary_table(recorded)))
     print(f"full parity report (flips, per-class sensitivity, missing metadata): "

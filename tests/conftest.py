@@ -44,7 +44,7 @@ def exported(smoke_run):
 
     formats = list(FORMATS)
     rows = export_formats(
-        smoke_run.root, formats, calibration_samples=35, latency_runs=1, qat_epochs=0,
+        smoke_run, formats, calibration_samples=35, latency_runs=1, qat_epochs=0,
         log=lambda _m: None,
     )  # fmt: skip
     return dict(zip(formats, rows, strict=True)).__getitem__

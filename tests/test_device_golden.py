@@ -90,7 +90,7 @@ def test_fp32_answer_is_the_runtime_answer(smoke_run, generated: Path) -> None:
 
 
 def test_generator_is_deterministic(smoke_run, generated: Path, tmp_path: Path) -> None:
-    device_golden.write_golden(smoke_run.root, tmp_path)
+    device_golden.write_golden(smoke_run, tmp_path)
     for name in (GOLDEN_FILE, IMAGE_FILE):
         assert (tmp_path / name).read_bytes() == (generated / name).read_bytes(), name
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted([GOLDEN_FILE, IMAGE_FILE])

@@ -141,7 +141,7 @@ def _expected_counts(root: Path) -> dict:
 
 @pytest.fixture(scope="module")
 def keras_metrics(smoke_run, external) -> dict:
-    return evaluate.evaluate_dataset(smoke_run.root, str(external), log=lambda _m: None)
+    return evaluate.evaluate_dataset(smoke_run, str(external), log=lambda _m: None)
 
 
 def test_every_row_is_scored_with_best_keras(smoke_run, external, keras_metrics):
@@ -211,7 +211,7 @@ def test_the_exported_tflite_scores_the_set_through_its_runtime(
 
 def test_an_exported_file_scores_the_test_split_beside_best_keras(smoke_run, model_files):
     before = smoke_run.metrics.read_text()
-    evaluate.evaluate_run(smoke_run.root, model_file=str(model_files["onnx"]), log=lambda _m: None)
+    evaluate.evaluate_run(smoke_run, model_file=str(model_files["onnx"]), log=lambda _m: None)
     m = json.loads((smoke_run.root / "test_onnx_fp32" / "metrics.json").read_text())
     keras = json.loads(before)
     assert m["split"] == "test" and m["n"] == keras["n"] and m["model"]["format"] == "onnx"

@@ -17,6 +17,7 @@ from mobile_skin.common.fileio import shown_path
 from mobile_skin.contract import embedded_spec
 from mobile_skin.contract.encoding import CLASSES
 from mobile_skin.contract.spec import LABELS_FILE, SPEC_FILE, ModelSpec
+from mobile_skin.data.run import RunPaths
 from mobile_skin.evaluation.robustness import CONDITIONS
 from mobile_skin.export.exporter import FORMATS, model_path
 from mobile_skin.model.runtime import load_runtime
@@ -263,7 +264,7 @@ def test_qat_reads_the_images_from_data(run_copy, synthetic_root, tmp_path, qat_
     shutil.copytree(synthetic_root, moved)
     with pytest.raises(_Stop):
         export_formats(
-            run_copy, ["tflite_int8"], data_dir=str(moved), calibration_samples=14,
+            RunPaths(run_copy), ["tflite_int8"], data_dir=str(moved), calibration_samples=14,
             verify=False, log=lambda _m: None,
         )  # fmt: skip
     data = qat_spy["data"]
@@ -276,7 +277,7 @@ def test_qat_calibrates_on_the_requested_number_of_images(run_copy, qat_spy):
 
     with pytest.raises(_Stop):
         export_formats(
-            run_copy, ["tflite_int8"], calibration_samples=21, verify=False,
+            RunPaths(run_copy), ["tflite_int8"], calibration_samples=21, verify=False,
             log=lambda _m: None,
         )  # fmt: skip
     assert qat_spy["kwargs"]["calibration_samples"] == 21

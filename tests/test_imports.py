@@ -164,3 +164,25 @@ def test_every_python_m_command_runs_a_stage_modules_main():
     done = subprocess.run([sys.executable, "-m", "mobile_skin.compare", "--help"],
                           capture_output=True, text=True, timeout=120)  # fmt: skip
     assert done.returncode == 0 and done.stdout.startswith("usage: python -m mobile_skin.compare")
+
+
+def test_only_command_modules_resolve_a_run():
+    """What the user typed becomes a run only in a command: a module that defines no ``main``
+    never calls ``resolve_run`` or ``open_run``; the stages below take the resolved run or its
+    data (docs/design.md, Code layout)."""
+    offenders = []
+    for module in import_graph():
+        path = PACKAGE / (module.replace(".", "/") + ".py")
+        if not path.is_file() or module == "data.run":
+            continue
+        tree = ast.parse(path.read_text())
+        functions = {n.name for n in tree.body if isinstance(n, ast.FunctionDef)}
+        if any(name == "main" or name.endswith("_main") for name in functions):
+            continue
+        calls = {
+            node.func.id if isinstance(node.func, ast.Name) else node.func.attr
+            for node in ast.walk(tree)
+            if isinstance(node, ast.Call) and isinstance(node.func, ast.Name | ast.Attribute)
+        }
+        offenders += [f"{module}: {c}" for c in sorted(calls & {"resolve_run", "open_run"})]
+    assert offenders == [], offenders

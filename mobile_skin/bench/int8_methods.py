@@ -88,14 +88,9 @@ def load_context(run: RunData, out_dir: Path | None = None, log=print) -> Contex
     paths, cfg, spec = run.paths, run.cfg, run.spec
     model = load_model(paths.best_model)
     data = {n: parity.SplitData.from_frame(n, run.rows(n), spec) for n in SPLITS}
+    keras = KerasRuntime(model, paths.best_model)
     reference, _ = parity.keras_reference(
-        paths.best_model,
-        paths.export_root,
-        KerasRuntime(model, paths.best_model),
-        data,
-        spec,
-        latency_runs=0,
-        log=log,
+        paths.best_model, paths.export_root, keras, data, spec, latency_runs=0, log=log
     )
     train = run.rows("train")
     samples = calibration.calibration_samples(

@@ -16,6 +16,7 @@ import sys
 import mobile_skin  # noqa: F401
 from mobile_skin.common.cli_args import add_data_dir, description
 from mobile_skin.common.errors import cli
+from mobile_skin.data.run import resolve_run
 from mobile_skin.evaluation.temperature import calibrate_run
 
 
@@ -31,7 +32,7 @@ def main(argv: list[str] | None = None) -> int:
         "--off", action="store_true", help="restore the uncalibrated model (raw softmax)"
     )
     args = p.parse_args(argv)
-    calibrate_run(args.run, enable=not args.off, data_dir=args.data)
+    calibrate_run(resolve_run(args.run), enable=not args.off, data_dir=args.data)
     return 0
 
 

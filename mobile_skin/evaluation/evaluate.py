@@ -325,7 +325,7 @@ def score_and_report(
 
 
 def evaluate_run(
-    run_dir,
+    paths: RunPaths,
     data_dir: str | None = None,
     split_name: str = "test",
     *,
@@ -336,7 +336,7 @@ def evaluate_run(
     """Evaluate a run on one of its splits; write ``metrics.json`` and ``report.md``.
 
     Args:
-        run_dir: the run (None: ``runs/latest``).
+        paths: the run (the command resolves it, :func:`mobile_skin.data.run.resolve_run`).
         data_dir: read the images from here instead of the run's data directory.
         split_name: ``train``, ``val`` or ``test``.
         model_file: score this exported file instead of ``best.keras``; the files then go to
@@ -344,7 +344,6 @@ def evaluate_run(
         spec_file: the spec of ``model_file`` when it is neither beside nor inside it.
         log: where progress lines go.
     """
-    paths = resolve_run(run_dir)
     scorer = load_scorer(paths, model_file, spec_file)
     _cfg, _spec, frame, split = load_run_data(paths, data_dir)
     rows = subset(frame, split, split_name)
@@ -359,7 +358,7 @@ def evaluate_run(
 
 
 def evaluate_dataset(
-    run_dir,
+    paths: RunPaths,
     dataset: str,
     csv: str | None = None,
     *,
@@ -371,7 +370,7 @@ def evaluate_dataset(
     """Score every usable row of an external HAM10000-shaped dataset with a run's model.
 
     Args:
-        run_dir: the run (None: ``runs/latest``); the output goes under it.
+        paths: the run (the command resolves it); the output goes under it.
         dataset: the dataset folder (CSV and images).
         csv: its metadata CSV (default ``<dataset>/HAM10000_metadata.csv``).
         model_file: score this exported file instead of ``best.keras``.
@@ -382,7 +381,6 @@ def evaluate_dataset(
     Returns:
         The metrics written to ``<run>/eval_<dataset>[_<model>]/metrics.json``.
     """
-    paths = resolve_run(run_dir)
     dataset_files(dataset, csv)  # a wrong path fails before the model loads
     scorer = load_scorer(paths, model_file, spec_file)
     data = read_external(dataset, csv, scorer.spec, skip_bad_images=skip_bad_images, log=log)
@@ -440,7 +438,7 @@ def main(argv: list[str] | None = None) -> int:
     check_flags(args)
     if args.dataset:
         m = evaluate_dataset(
-            args.run,
+            resolve_run(args.run),
             args.dataset,
             args.csv,
             model_file=args.model,
@@ -450,7 +448,9 @@ def main(argv: list[str] | None = None) -> int:
         print(headline(Path(m["dataset"]["root"]).name, m))
     else:
         split = args.split or "test"
-        m = evaluate_run(args.run, args.data, split, model_file=args.model, spec_file=args.spec)
+        m = evaluate_run(
+            resolve_run(args.run), args.data, split, model_file=args.model, spec_file=args.spec
+        )
         print(headline(split, m))
     return 0
 

@@ -26,8 +26,12 @@ import shutil
 from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
+
+if TYPE_CHECKING:
+    from mobile_skin.data.run import RunPaths
 
 #: The range the temperature is searched in.
 BOUNDS = (0.05, 20.0)
@@ -139,7 +143,7 @@ def _raw_model_file(paths, spec) -> Path:
 
 
 def calibrate_run(
-    run_dir, *, enable: bool = True, data_dir: str | None = None, log: Callable = print
+    paths: RunPaths, *, enable: bool = True, data_dir: str | None = None, log: Callable = print
 ) -> dict:
     """Fit the temperature on the run's validation split and fold it into ``best.keras``.
 
@@ -149,12 +153,11 @@ def calibrate_run(
     from mobile_skin.common.errors import UserError
     from mobile_skin.common.fileio import atomic_path, sha256_file
     from mobile_skin.contract.spec import ModelSpec
-    from mobile_skin.data.run import load_run_data, resolve_run
+    from mobile_skin.data.run import load_run_data
     from mobile_skin.data.splits import subset
     from mobile_skin.model.network import load_model
     from mobile_skin.model.runtime import KerasRuntime, frame_inputs, predict_inputs
 
-    paths = resolve_run(run_dir)
     spec = ModelSpec.load(paths.spec)
     raw_file = _raw_model_file(paths, spec)
     if not enable:

@@ -93,11 +93,12 @@ def parse_tflite_args(argv: list[str] | None = None) -> argparse.Namespace:
 @cli
 def tflite_main(argv: list[str] | None = None) -> int:
     args = parse_tflite_args(argv)
+    from mobile_skin.data.run import resolve_run
     from mobile_skin.export.exporter import export_and_verify
     from mobile_skin.parity.gate import exit_status
 
     row = export_and_verify(
-        args.run,
+        resolve_run(args.run),
         args.format,
         calibration_samples=args.calibration_samples,
         verify=not args.no_verify,
@@ -129,11 +130,12 @@ def parse_onnx_args(argv: list[str] | None = None) -> argparse.Namespace:
 @cli
 def onnx_main(argv: list[str] | None = None) -> int:
     args = parse_onnx_args(argv)
+    from mobile_skin.data.run import resolve_run
     from mobile_skin.export.exporter import export_and_verify
     from mobile_skin.parity.gate import exit_status
 
     row = export_and_verify(
-        args.run,
+        resolve_run(args.run),
         args.format,
         opset=args.opset,
         calibration_samples=args.calibration_samples,

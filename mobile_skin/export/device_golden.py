@@ -208,10 +208,9 @@ def _run_label(root: Path) -> str:
     return root.name if Path(shown).is_absolute() else shown
 
 
-def write_golden(
-    run: str | Path | None, out: str | Path = DEFAULT_OUT
-) -> tuple[Path, list[Answer]]:
-    """Write ``input.png`` and ``device_golden.json`` for the run into ``out``.
+def write_golden(paths: RunPaths, out: str | Path = DEFAULT_OUT) -> tuple[Path, list[Answer]]:
+    """Write ``input.png`` and ``device_golden.json`` for the run (resolved by the command) into
+    ``out``.
 
     Returns:
         The JSON's path and the answer of each format.
@@ -219,7 +218,6 @@ def write_golden(
     Raises:
         UserError: not a run, no parity table or TFLite export, a model that cannot run.
     """
-    paths = resolve_run(run)
     run_spec = ModelSpec.load(paths.spec)
     exports = tflite_exports(paths)
     out = Path(out)
@@ -270,7 +268,7 @@ def main(argv: list[str] | None = None) -> int:
         "--out", type=Path, default=DEFAULT_OUT, help=f"output directory (default {DEFAULT_OUT})"
     )
     args = p.parse_args(argv)
-    golden, answers = write_golden(args.run, args.out)
+    golden, answers = write_golden(resolve_run(args.run), args.out)
     print(golden)
     print(golden.parent / IMAGE_FILE)
     for a in answers:

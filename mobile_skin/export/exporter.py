@@ -32,7 +32,7 @@ from mobile_skin.common.fileio import atomic_path, shown_path, write_bytes
 from mobile_skin.common.formats import FORMATS
 from mobile_skin.common.machine import int8_speed_note
 from mobile_skin.contract.spec import ModelSpec
-from mobile_skin.data.run import RunPaths, load_run_data, resolve_run
+from mobile_skin.data.run import RunPaths, load_run_data
 from mobile_skin.data.splits import subset
 from mobile_skin.model.network import get_backbone, load_model
 from mobile_skin.model.runtime import KerasRuntime, load_runtime
@@ -54,11 +54,11 @@ def model_path(paths: RunPaths, fmt: str, *, failed: bool = False) -> Path:
     return paths.export(fmt) / f"{stem}{FORMATS[fmt].suffix}"
 
 
-def export_and_verify(run_dir: str | os.PathLike | None, fmt: str, **options) -> ParityRow:
+def export_and_verify(paths: RunPaths, fmt: str, **options) -> ParityRow:
     """Export the run's model to one format, write it with its spec, and gate it.
 
     Args:
-        run_dir: the training run (None: ``runs/latest``).
+        paths: the training run (the command resolves it, :func:`mobile_skin.data.run.resolve_run`).
         fmt: one of :data:`FORMATS`.
         **options: keyword options of :func:`export_formats`.
 
@@ -66,11 +66,11 @@ def export_and_verify(run_dir: str | os.PathLike | None, fmt: str, **options) ->
         The format's parity row (status PASS, FAIL, or UNVERIFIED without the gate); it is also
         recorded in ``<run>/export/parity.json`` and ``parity.md``.
     """
-    return export_formats(run_dir, [fmt], **options)[0]
+    return export_formats(paths, [fmt], **options)[0]
 
 
 def export_formats(
-    run_dir: str | os.PathLike | None,
+    paths: RunPaths,
     formats: Sequence[str],
     *,
     calibration_samples: int = calibration.DEFAULT_SAMPLES,
@@ -90,7 +90,7 @@ def export_formats(
     leave its input unchanged (it builds a new model).
 
     Args:
-        run_dir: the training run (None: ``runs/latest``).
+        paths: the training run (the command resolves it).
         formats: names from :data:`FORMATS`.
         calibration_samples: training-split samples for int8 calibration (at least 7).
         opset: ONNX opset (default :data:`mobile_skin.export.convert_onnx.DEFAULT_OPSET`).
@@ -118,7 +118,6 @@ def export_formats(
     )
     int8 = any(FORMATS[f].mode == "int8" for f in formats)
     qat = [f for f in formats if FORMATS[f].qat]
-    paths = resolve_run(run_dir)
     if not paths.best_model.is_file():
         raise UserError(f"{paths.best_model}: model file not found (did training finish?)")
 

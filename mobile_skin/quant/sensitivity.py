@@ -222,14 +222,9 @@ def probe_run(
     paths, spec, test = run.paths, run.spec, run.rows("test")
     model = load_model(paths.best_model)
     data = {"test": parity.SplitData.from_frame("test", test, spec)}
+    keras = KerasRuntime(model, paths.best_model)
     references, _ = parity.keras_reference(
-        paths.best_model,
-        paths.export_root,
-        KerasRuntime(model, paths.best_model),
-        data,
-        spec,
-        latency_runs=0,
-        log=log,
+        paths.best_model, paths.export_root, keras, data, spec, latency_runs=0, log=log
     )
     reference = references["test"]
     if limit is not None:

@@ -30,7 +30,7 @@ from mobile_skin.common.errors import UserError, cli
 from mobile_skin.contract.encoding import CLASSES, MetadataEncoding
 from mobile_skin.contract.spec import ModelSpec
 from mobile_skin.data.ham10000 import load_ham10000
-from mobile_skin.data.run import RUNS_DIR, RunPaths, default_run_name
+from mobile_skin.data.run import RUNS_DIR, RunPaths, default_run_name, resolve_run
 from mobile_skin.data.splits import (
     draw_run_split,
     leaking_lesions,
@@ -342,15 +342,16 @@ def _train(
         multi_worker.finish(shared)
     if not accel.is_chief(strategy):
         return {}
+    finished = resolve_run(paths.root)
     if cfg.train.calibrate:
         from mobile_skin.evaluation.temperature import calibrate_run
 
-        calibrate_run(paths.root, log=log)
+        calibrate_run(finished, log=log)
     if not evaluate:
         return {}
     from mobile_skin.evaluation.evaluate import evaluate_run
 
-    return evaluate_run(paths.root, log=log)
+    return evaluate_run(finished, log=log)
 
 
 def _run_data(cfg: RunConfig, paths: RunPaths, *, resume: bool, log) -> loop.TrainData:
