@@ -115,18 +115,18 @@ def test_finds_an_import_against_the_layer_order():
     assert upward_imports(graph, ("low", "high")) == ["high.c -> cmd", "low.d -> high.c"]
 
 
+#: The top level: the mobile-skin command, the demo and the ``python -m mobile_skin.X`` commands
+#: the README names, each a few lines that run a stage module's ``main``.
+COMMANDS = {"cli", "demo", "train", "evaluate", "calibrate", "compare", "predict", "sweep",
+            "device_golden", "android_golden", "synthetic"}  # fmt: skip
+
+
 def test_every_module_belongs_to_a_stage_or_is_a_command():
     graph = import_graph()
     assert "quant.qat" in graph["export.exporter"] and "common.formats" in graph["parity.gate"]
     stray = sorted(m for m in graph if "." not in m and m not in mobile_skin.LAYERS
                    and m not in COMMANDS)  # fmt: skip
     assert stray == [], f"modules outside the stage packages: {stray}"
-
-
-#: The top level: the mobile-skin command, the demo and the ``python -m mobile_skin.X`` commands
-#: the README names, each a few lines that run a stage module's ``main``.
-COMMANDS = {"cli", "demo", "train", "evaluate", "calibrate", "compare", "predict", "sweep",
-            "device_golden", "android_golden", "synthetic"}  # fmt: skip
 
 
 def test_stages_import_only_downward():

@@ -539,8 +539,9 @@ def evaluate(ctx: Context, name: str, content: bytes) -> dict:
     from mobile_skin.model.runtime import OnnxRuntime, TFLiteRuntime, predict_inputs
     from mobile_skin.parity import gate as parity
 
-    onnx_file = file_runtime(content) == "onnx"
-    path = write_bytes(ctx.out_dir / f"{name}.{file_runtime(content)}", content)
+    kind = file_runtime(content)
+    onnx_file = kind == "onnx"
+    path = write_bytes(ctx.out_dir / f"{name}.{kind}", content)
     runtime = OnnxRuntime(path, threads=2) if onnx_file else TFLiteRuntime(path, threads=2)
     row: dict = {"method": name, "description": METHODS[name][1], "file": shown_path(path),
                  "mb": round(len(content) / 1e6, 3)}  # fmt: skip

@@ -22,8 +22,8 @@ _ROLE = re.compile(r":[a-z]+:`~?([^`]+)`")
 def description(doc: str | None) -> str:
     """The first line of a module docstring as ``--help`` shows it: ``:mod:`x``` and ````x````
     become plain ``x``."""
-    first = (doc or "").strip().splitlines()[0] if (doc or "").strip() else ""
-    return _ROLE.sub(r"\1", first).replace("``", "")
+    lines = (doc or "").strip().splitlines()
+    return _ROLE.sub(r"\1", lines[0] if lines else "").replace("``", "")
 
 
 def thread_count(text: str) -> int:

@@ -110,7 +110,7 @@ def export_formats(
         One parity row per format, in order.
 
     Raises:
-        UserError: unknown format, missing run or model, bad flag values; all
+        UserError: unknown format, missing model, bad flag values; all
             checked before any slow step.
     """
     opset, qat_options = _check_options(

@@ -317,23 +317,22 @@ def keras_reference(
     """Keras' probabilities on each split and its reference row: ``runtime`` runs ``model_file``
     on ``data``; each split's probabilities are cached apart in ``out_dir`` (a run's
     ``export/``), keyed by the model file, the image size and the split's rows."""
-    out = out_dir
     probs, row = {}, file_row(KERAS, model_file)
     for name, d in data.items():
         key = {"split": name, **_cache_key(model_file, d, spec)}
-        hit = _cached(out, key, len(d.ids), spec)
+        hit = _cached(out_dir, key, len(d.ids), spec)
         if hit is not None:
-            log(f"Keras {name} predictions: cached in {out / CACHE_NPY.format(split=name)}")
+            log(f"Keras {name} predictions: cached in {out_dir / CACHE_NPY.format(split=name)}")
             probs[name], row.splits[name] = hit[0], SplitComparison.from_dict(hit[1])
             continue
         log(f"Keras predictions: running {model_file.name} on {len(d.ids)} {name} images")
         probs[name] = predict_inputs(runtime, d.inputs, len(spec.classes), progress=f"keras {name}")
         row.splits[name] = compare(name, d.labels, probs[name], spec.classes, None, DECIDED_MARGIN)
         row.splits[name].masked = _masked(runtime, d, spec, probs[name])
-        with atomic_path(out / CACHE_NPY.format(split=name)) as tmp, open(tmp, "wb") as f:
+        with atomic_path(out_dir / CACHE_NPY.format(split=name)) as tmp, open(tmp, "wb") as f:
             np.save(f, probs[name])
         write_json(
-            out / CACHE_KEY.format(split=name),
+            out_dir / CACHE_KEY.format(split=name),
             {"key": key, "comparison": row.splits[name].to_dict()},
         )
     first = next(iter(data.values()))
@@ -411,11 +410,10 @@ def record(out_dir: Path, run: str, *rows: ParityRow, sweeps: dict | None = None
         *rows: judged rows (and the reference row).
         sweeps: format -> :func:`sweep` result, kept beside the rows.
     """
-    out = out_dir
-    out.mkdir(parents=True, exist_ok=True)
-    with open(out / ".parity.lock", "w") as lock:
+    out_dir.mkdir(parents=True, exist_ok=True)
+    with open(out_dir / ".parity.lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
-        old = _load(out / PARITY_JSON)
+        old = _load(out_dir / PARITY_JSON)
         by_format = {r.format: r for r in old["rows"]}
         by_format.update({r.format: r for r in rows})
         all_sweeps = {k: v for k, v in old["sweeps"].items() if k in by_format}
@@ -426,7 +424,7 @@ def record(out_dir: Path, run: str, *rows: ParityRow, sweeps: dict | None = None
         )
         machine = describe()
         write_json(
-            out / PARITY_JSON,
+            out_dir / PARITY_JSON,
             {
                 "run": run,
                 "machine": machine,
@@ -437,8 +435,10 @@ def record(out_dir: Path, run: str, *rows: ParityRow, sweeps: dict | None = None
                 "sweeps": all_sweeps,
             },
         )
-        write_text(out / PARITY_MD, render_markdown(Path(run).name, ordered, machine, all_sweeps))
-    return out / PARITY_JSON
+        write_text(
+            out_dir / PARITY_MD, render_markdown(Path(run).name, ordered, machine, all_sweeps)
+        )
+    return out_dir / PARITY_JSON
 
 
 def _load(path: Path) -> dict:
