@@ -127,6 +127,11 @@ class TrainConfig:
             or the CPU when there is none, through tf.distribute.MirroredStrategy) or
             ``multi_worker`` (several machines, each told its place by ``TF_CONFIG``, through
             tf.distribute.MultiWorkerMirroredStrategy; :mod:`mobile_skin.training.multi_worker`).
+        seed: the training seed (``tf_keras.utils.set_random_seed`` before the datasets and
+            the model are made): the initial weights, the dropout masks and, with ``data.seed``,
+            the shuffle order and augmentation draws, so that one config trains one model. The
+            split depends on ``data.seed`` alone, so runs that differ only here share it. None:
+            unseeded, a different model each time (what runs saved before this field did).
     """
 
     epochs: int = 100
@@ -145,14 +150,15 @@ class TrainConfig:
     mixed_precision: bool = False
     xla: bool = False
     strategy: str = "auto"
+    seed: int | None = 0
 
 
 #: What runs made before these data settings existed did: no metadata dropout, no indicator.
 #: Those without ``metadata_dropout`` also dropped rows without an age before drawing the split
 #: (``drop_before_split``); the split-first order came with it.
 LEGACY_DATA = {"metadata_dropout": 0.0, "age_missing_indicator": False}
-#: ... and before calibration existed: raw softmax.
-LEGACY_TRAIN = {"calibrate": False}
+#: ... and before calibration existed: raw softmax; before the training seed: unseeded.
+LEGACY_TRAIN = {"calibrate": False, "seed": None}
 
 
 @dataclass

@@ -124,6 +124,20 @@ def compile_model(cfg: RunConfig, data: TrainData, strategy: tf.distribute.Strat
     return Compiled(model, optimizer, loss, save)
 
 
+def seed_training(seed: int | None, log: Callable = print) -> None:
+    """Seed TensorFlow, Python and NumPy with the training seed, or with None clear TensorFlow's
+    global seed, so that what an earlier run in the same process set does not leak in (the
+    shuffle's and augmentation's draws depend on the global seed as well as ``data.seed``)."""
+    if seed is None:
+        import tensorflow as tf
+
+        tf.random.set_seed(None)
+        log("training seed: none (a config saved before --train-seed): unseeded weights")
+        return
+    tf_keras.utils.set_random_seed(seed)
+    log(f"training seed: {seed} (initial weights, dropout masks, shuffle order)")
+
+
 def lr_callback(cfg: RunConfig, mode: str) -> tf_keras.callbacks.Callback:
     """The learning-rate schedule: cosine decay, or ReduceLROnPlateau on the monitored metric."""
     t = cfg.train
@@ -225,6 +239,7 @@ def fit(
     score)."""
     multi = cfg.train.strategy == "multi_worker"
     chief = accel.is_chief(strategy)
+    seed_training(cfg.train.seed, log)
     train_ds, val_ds, steps = make_datasets(cfg, data, multi=multi, log=log)
     log(
         f"strategy: {type(strategy).__name__} with {strategy.num_replicas_in_sync} replica(s); "

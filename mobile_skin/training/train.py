@@ -146,7 +146,7 @@ def _model_args(g) -> None:
 
 
 def _recipe_args(g) -> None:
-    """The optimizer, loss, schedule, stopping rule and calibration."""
+    """The optimizer, loss, schedule, stopping rule, calibration and the training seed."""
     g.add_argument("--epochs", type=int, help="maximum epochs (default 100)")
     g.add_argument("--batch-size", type=int, help="global batch size (default 32)")
     g.add_argument(
@@ -175,6 +175,12 @@ def _recipe_args(g) -> None:
         "training and fold it into the model)",
     )
     g.add_argument("--steps-per-epoch", type=int, help="cap training steps per epoch")
+    g.add_argument(
+        "--train-seed",
+        type=int,
+        help=f"training seed: initial weights, dropout masks, shuffle order (default "
+        f"{TrainConfig.seed}); runs that differ only here share their split (--seed)",
+    )
 
 
 def _device_args(g) -> None:
@@ -199,7 +205,7 @@ _FIELDS = {  # flag -> (section, field)
     "adam_epsilon": ("train", "adam_epsilon"), "monitor": ("train", "monitor"),
     "patience": ("train", "patience"), "lr_schedule": ("train", "lr_schedule"),
     "steps_per_epoch": ("train", "steps_per_epoch"), "strategy": ("train", "strategy"),
-    "metadata_dropout": ("data", "metadata_dropout"),
+    "metadata_dropout": ("data", "metadata_dropout"), "train_seed": ("train", "seed"),
 }  # fmt: skip
 
 
