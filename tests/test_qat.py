@@ -161,12 +161,10 @@ def test_trained_graph_calibrates_too(smoke, data):
     assert "TFOpLambda __operators__.add -> ConstantAdd x 25" in "\n".join(lines)
 
 
-@pytest.mark.slow  # fine-tuning traces the training step of the whole QAT graph (~1 min)
-@pytest.mark.parametrize("targets", ["labels", "float_model"])
-def test_quantize_aware_fine_tunes(targets, data, smoke, monkeypatch):
-    model = edge_model.to_edge_model(smoke[0])
-    log: list[str] = []
-    snapshots = []  # activation ranges when the validation comparison runs: before, after
+def _range_snapshots(monkeypatch) -> list[dict[str, np.ndarray]]:
+    """The activation ranges each time ``quantize_aware`` compares float and fake-quant on the
+    validation split: before fine-tuning, then after it."""
+    snapshots = []
     compare = qat._compare_on_val
 
     def spy(float_model, qat_model, *args, **kwargs):
@@ -174,6 +172,15 @@ def test_quantize_aware_fine_tunes(targets, data, smoke, monkeypatch):
         return compare(float_model, qat_model, *args, **kwargs)
 
     monkeypatch.setattr(qat, "_compare_on_val", spy)
+    return snapshots
+
+
+@pytest.mark.slow  # fine-tuning traces the training step of the whole QAT graph (~1 min)
+@pytest.mark.parametrize("targets", ["labels", "float_model"])
+def test_quantize_aware_fine_tunes(targets, data, smoke, monkeypatch):
+    model = edge_model.to_edge_model(smoke[0])
+    log: list[str] = []
+    snapshots = _range_snapshots(monkeypatch)
     qat_model, lines = qat.quantize_aware(
         data, model, epochs=1, batch_size=8, steps_per_epoch=2, calibration_samples=14,
         targets=targets, learning_rate=1e-3, log=log.append,
@@ -212,6 +219,31 @@ def test_quantize_aware_fine_tunes(targets, data, smoke, monkeypatch):
     text = "\n".join(lines)
     for kind in {type(layer).__name__ for layer in model.layers}:
         assert kind in text, f"{kind} missing from the description"
+
+
+@pytest.mark.slow  # fine-tuning traces the training step of the whole QAT graph (~1 min)
+def test_quantize_aware_learns_ranges(data, smoke, monkeypatch):
+    """``ranges="learned"``: the activation ranges move while fine-tuning (the image input's
+    does not), the log says by how much, and the model then computes with the learnt values."""
+    model = edge_model.to_edge_model(smoke[0])
+    log: list[str] = []
+    snapshots = _range_snapshots(monkeypatch)
+    qat_model, _ = qat.quantize_aware(
+        data, model, epochs=1, batch_size=8, steps_per_epoch=2, calibration_samples=14,
+        log=log.append, ranges="learned", range_learning_rate=0.05,
+    )  # fmt: skip
+    assert any("ranges learned (lr 0.05)" in line for line in log), log
+    moved = [line for line in log if "learnt ranges, width after / before" in line]
+    assert len(moved) == 1 and not moved[0].endswith("max 1.000"), log
+    image_q = next(layer for layer in qat_model.layers if type(layer).__name__ == "QuantizeLayer"
+                   and qat.feeds_on(layer) == IMAGE_INPUT)  # fmt: skip
+    np.testing.assert_array_equal(
+        image_q(smoke[2][IMAGE_INPUT], training=False), smoke[2][IMAGE_INPUT]
+    )
+    before, after = snapshots
+    assert before.keys() == after.keys() == _activation_ranges(qat_model).keys()
+    changed = [n for n in before if not np.allclose(after[n], before[n], rtol=1e-3)]
+    assert len(changed) > len(before) // 4, (len(changed), len(before))
 
 
 def test_fine_tuning_sees_the_inference_network():
@@ -303,6 +335,8 @@ def test_bad_arguments_and_unquantizable_layers_are_one_line_errors(data, smoke)
         qat.quantize_aware(data, smoke[0], epochs=-1)
     with pytest.raises(UserError, match="targets 'teacher'"):
         qat.quantize_aware(data, smoke[0], targets="teacher")
+    with pytest.raises(UserError, match="unknown ranges 'moving'"):
+        qat.quantize_aware(data, smoke[0], ranges="moving")
     x = tf_keras.Input((4,), name="x")
     y = tf_keras.layers.Dense(2, name="d")(tf.math.sin(x))
     with pytest.raises(UserError, match=r"TFOpLambda math\.sin"):

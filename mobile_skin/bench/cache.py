@@ -260,6 +260,6 @@ class ModelFiles:
         qat_model, _ = build_qat_model(
             self._edge_model(), float_regions=FloatRegions(prefix_end=prefix)
         )
-        ranges = calibrate(qat_model, samples)
+        ranges = len(calibrate(qat_model, samples))
         self.log(f"{self.model.slug}: {ranges} int8 ranges calibrated, float start {prefix}")
         return qat_model

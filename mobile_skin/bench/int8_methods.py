@@ -24,7 +24,8 @@ Recipes (every one keeps the exporter's float head,
 - ``qat{E}``: quantization-aware training (:mod:`mobile_skin.quant.qat`) for ``E`` epochs (``qat0``:
   the least-squares ranges alone, no training); ``qat{E}_{REGION}`` keeps a region of
   :data:`FLOAT_REGIONS` float too (``qat8_block0+lbc`` is what ``export/to_tflite.py --int8``
-  writes);
+  writes); ``qat{E}_block0_lsq`` also trains the activation ranges
+  (:mod:`mobile_skin.quant.learned_ranges`);
 - ``NAME+lbc``: recipe ``NAME`` with the float head's bias corrected for the mean logit shift on
   the calibration images (:mod:`mobile_skin.quant.logit_correction`); ``NAME+ce`` with the shift
   fitted by cross-entropy instead (its ``cross_entropy`` estimator);
@@ -269,9 +270,11 @@ def qat(
     learning_rate: float | None = None,
     epsilon: float | None = None,
     regions: str | None = None,
+    ranges: str = "fixed",
 ) -> bytes:
     """Quantization-aware training for ``epochs`` epochs, then the int8 conversion; ``regions``
-    names an entry of :data:`FLOAT_REGIONS` to keep in float too."""
+    names an entry of :data:`FLOAT_REGIONS` to keep in float too; ``ranges`` says whether the
+    activation ranges train (:data:`mobile_skin.quant.qat.RANGES`)."""
     from mobile_skin.common.config import QAT_LEARNING_RATE
     from mobile_skin.export.convert_tflite import convert_tflite
     from mobile_skin.quant.edge_model import INT8_FLOAT_OPS
@@ -280,15 +283,16 @@ def qat(
     lr = learning_rate or QAT_LEARNING_RATE
     history = ctx.out_dir / (
         f"qat{epochs}_lr{lr:g}" + (f"_eps{epsilon:g}" if epsilon else "")
-        + (f"_{regions}" if regions else "")
+        + (f"_{regions}" if regions else "") + ("_lsq" if ranges == "learned" else "")
     )  # fmt: skip
     regions_float = float_regions(ctx, regions) if regions else None
     data = QatData.from_config(ctx.cfg, ctx.spec, ctx.train, ctx.val, history)
     if epsilon is not None:
         data.adam_epsilon = epsilon
     qat_model, _ = quantize_aware(
-        data, ctx.edge, epochs=epochs, learning_rate=lr, log=ctx.log, float_regions=regions_float
-    )
+        data, ctx.edge, epochs=epochs, learning_rate=lr, log=ctx.log, float_regions=regions_float,
+        ranges=ranges,
+    )  # fmt: skip
     return convert_tflite(qat_model, ctx.spec, "int8", None, INT8_FLOAT_OPS, qat=True)
 
 
@@ -473,7 +477,7 @@ METHODS: dict[str, tuple[Callable[[Context], bytes], str]] = {
     "qat4_eps1e-7": (lambda c: qat(c, 4, 1e-5, 1e-7), "QAT, 4 epochs, lr 1e-5, Adam eps 1e-7"),
     **{
         f"qat{e}_{r}": (lambda c, e=e, r=r: qat(c, e, regions=r), f"QAT, {e} epochs, {r} float")
-        for e in (0, 8)
+        for e in (0, 2, 8)
         for r in FLOAT_REGIONS
     },
     **{
@@ -489,8 +493,22 @@ METHODS: dict[str, tuple[Callable[[Context], bytes], str]] = {
             lambda c, e=e, r=r: with_logit_correction(c, f"qat{e}_{r}", "cross_entropy"),
             f"qat{e}_{r} + logit corr. fitted by cross-entropy",
         )
-        for e in (0, 8)
+        for e in (0, 2, 8)
         for r in FLOAT_REGIONS
+    },
+    **{
+        f"qat{e}_block0_lsq": (
+            lambda c, e=e: qat(c, e, regions="block0", ranges="learned"),
+            f"QAT, {e} epochs, block0 float, activation ranges learnt (LSQ gradient)",
+        )
+        for e in (2, 8)
+    },
+    **{
+        f"qat{e}_block0_lsq+ce": (
+            lambda c, e=e: with_logit_correction(c, f"qat{e}_block0_lsq", "cross_entropy"),
+            f"qat{e}_block0_lsq + logit corr. fitted by cross-entropy",
+        )
+        for e in (2, 8)
     },
     "onnx_u8s8_ls_lbc_block0": (
         lambda c: onnx_int8(

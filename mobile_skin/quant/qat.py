@@ -25,7 +25,8 @@ The steps:
    by an EMA with decay 0.999, far too slowly for a few epochs of fine-tuning. The image input's
    range is fixed to the spec's [0, 255] (scale 1: raw pixels are exact in int8).
 4. Fine-tuning: the training pipeline with the run's augmentation, the fake-quant ranges fixed
-   at their calibrated values (:class:`_Trainer`), BatchNormalization frozen (inference
+   at their calibrated values (:class:`_Trainer`; or, with ``ranges="learned"``, trained too:
+   :mod:`mobile_skin.quant.learned_ranges`), BatchNormalization frozen (inference
    statistics, which the converter folds into the convolutions) and Dropout off (the file
    computes without it; :func:`_inference_mode_layers`), validation metrics
    printed every epoch and the fake-quant model's agreement with the float model before and
@@ -57,11 +58,19 @@ from mobile_skin.model.metrics import classification_report
 from mobile_skin.quant import qat_scheme
 from mobile_skin.quant.calibration import DEFAULT_SAMPLES, calibration_frame
 from mobile_skin.quant.edge_model import INT8_FLOAT_OPS
+from mobile_skin.quant.learned_ranges import LearnedRanges
 from mobile_skin.quant.qat_describe import describe, feeds_on
 from mobile_skin.quant.qat_graph import to_qat_graph
 from mobile_skin.training.callbacks import ValidationMetrics
 
 qk = tfmot.quantization.keras
+#: Adam learning rate of learnt activation ranges' log-factors (``ranges="learned"``): a step moves
+#: each end of a range by about 0.1% at most.
+RANGE_LEARNING_RATE = 1e-3
+#: ... and Adam's epsilon for them. Range gradients span 1e-12 to 1e-1 (measured on a smoke
+#: model's distillation loss); with Adam's default 1e-7 half the ranges would barely move, so each
+#: step moves each log-factor by about the learning rate, whatever its gradient's scale.
+RANGE_ADAM_EPSILON = 1e-16
 #: The image input's int8 range: raw RGB pixels (model_spec.json), scale 1, zero point -128.
 IMAGE_RANGE = (0.0, 255.0)
 
@@ -190,7 +199,9 @@ def mse_range(values: np.ndarray, low: float, high: float) -> tuple[float, float
     return best_range
 
 
-def calibrate(qat_model: tf_keras.Model, batches: Iterable[dict], method: str = "mse") -> int:
+def calibrate(
+    qat_model: tf_keras.Model, batches: Iterable[dict], method: str = "mse"
+) -> list[tuple[tf.Variable, tf.Variable]]:
     """Set every fake-quant range of ``qat_model`` from float activations on ``batches``.
 
     Activation ranges: the min/max over all batches (0 included), as TFLite's post-training
@@ -199,7 +210,8 @@ def calibrate(qat_model: tf_keras.Model, batches: Iterable[dict], method: str = 
     image input's range: :data:`IMAGE_RANGE`.
 
     Returns:
-        The number of activation ranges set.
+        The ``(min, max)`` variables of the activation ranges set from data (the image input's
+        fixed range not among them).
     """
     if method not in RANGE_METHODS:
         raise UserError(f"unknown range calibration {method!r}; choose from {RANGE_METHODS}")
@@ -213,12 +225,14 @@ def calibrate(qat_model: tf_keras.Model, batches: Iterable[dict], method: str = 
             low, high = mse_range(np.concatenate(samples[key]), float(low), float(high))
         min_var.assign(np.reshape(low, min_var.shape))
         max_var.assign(np.reshape(high, max_var.shape))
+    fixed = set()
     for layer in qat_model.layers:
         if type(layer).__name__ == "QuantizeLayer" and feeds_on(layer) == IMAGE_INPUT:
             for var in layer.weights:
                 if var.name.split("/")[-1].split(":")[0].endswith(("_min", "_max")):
                     var.assign(IMAGE_RANGE[0] if "_min" in var.name else IMAGE_RANGE[1])
-    return len(stats)
+                    fixed.add(id(var))
+    return [(low, high) for key, (low, high, *_) in stats.items() if key not in fixed]
 
 
 @dataclass
@@ -285,6 +299,8 @@ def quantize_aware(
     targets: str = "float_model",
     range_method: str = "mse",
     float_regions: qat_scheme.FloatRegions | None = None,
+    ranges: str = "fixed",
+    range_learning_rate: float = RANGE_LEARNING_RATE,
 ) -> tuple[tf_keras.Model, list[str]]:
     """QAT-annotate ``model``, fine-tune it on ``data``'s training rows, and say how.
 
@@ -309,6 +325,9 @@ def quantize_aware(
             (:data:`RANGE_METHODS`).
         float_regions: layers besides the head to keep in float
             (:class:`mobile_skin.quant.qat_scheme.FloatRegions`).
+        ranges: ``"fixed"`` (default: the activation ranges keep their calibrated values) or
+            ``"learned"`` (they train too, :mod:`mobile_skin.quant.learned_ranges`).
+        range_learning_rate: Adam learning rate of the learnt ranges' log-factors.
 
     Returns:
         The fine-tuned quantization-aware Keras model (inputs ``image``/``metadata``, output
@@ -319,6 +338,8 @@ def quantize_aware(
     """
     if targets not in TARGETS:
         raise UserError(f"--qat: unknown fine-tuning targets {targets!r}; choose from {TARGETS}")
+    if ranges not in RANGES:
+        raise UserError(f"--qat: unknown ranges {ranges!r}; choose from {RANGES}")
     if epochs < 0 or batch_size < 1 or not learning_rate > 0:
         raise UserError(
             f"--qat: epochs ({epochs}) must be >= 0, batch size ({batch_size}) >= 1 and "
@@ -331,8 +352,9 @@ def quantize_aware(
     lines = describe(qat_model, origin)
     calib_rows = calibration_frame(train_rows, calibration_samples, data.seed)
     calib = make_dataset(calib_rows, size, batch_size, encoding=encoding, cache=False, labels=False)
-    ranges = calibrate(qat_model, calib, range_method)
-    log(f"qat: {ranges} ranges calibrated on {len(calib_rows)} training images ({range_method})")
+    pairs = calibrate(qat_model, calib, range_method)
+    log(f"qat: {len(pairs)} ranges calibrated on {len(calib_rows)} training images "
+        f"({range_method})")  # fmt: skip
 
     val = make_dataset(val_rows, size, 64, encoding=encoding)
     float_val = _compare_on_val(model, qat_model, val, log, "before fine-tuning")
@@ -343,7 +365,9 @@ def quantize_aware(
     weights = class_weights(train_rows["label"], len(CLASSES)) if data.class_weights else None
     loss = WeightedCategoricalCrossentropy(weights)
     optimizer = tf_keras.optimizers.Adam(learning_rate, epsilon=data.adam_epsilon)
-    trainer = _Trainer(qat_model, None if targets == "labels" else model, weights)
+    learned = LearnedRanges(pairs) if ranges == "learned" else None
+    trainer = _Trainer(qat_model, None if targets == "labels" else model, weights, learned,
+                       range_learning_rate)  # fmt: skip
     trainer.compile(optimizer=optimizer, loss=loss)
     train = make_dataset(train_rows, size, batch_size, encoding=encoding, training=True,
                          augmentation=data.augment, seed=data.seed,
@@ -353,10 +377,16 @@ def quantize_aware(
         train = train.repeat()
     history = data.history
     metrics = ValidationMetrics(val, loss, CLASSES, steps * batch_size, history, print_fn=log)
+    how = "fixed" if learned is None else f"learned (lr {range_learning_rate:g})"
     log(f"qat: fine-tuning {epochs} epoch(s) of {steps} steps on {targets}, lr "
-        f"{learning_rate:g}, ranges fixed, {frozen} BatchNorm frozen, {dropouts} Dropout off; "
+        f"{learning_rate:g}, ranges {how}, {frozen} BatchNorm frozen, {dropouts} Dropout off; "
         f"history -> {history}")  # fmt: skip
-    trainer.fit(train, epochs=epochs, steps_per_epoch=steps, callbacks=[metrics], verbose=0)
+    with learned.active() if learned else contextlib.nullcontext():
+        trainer.fit(train, epochs=epochs, steps_per_epoch=steps, callbacks=[metrics], verbose=0)
+    if learned is not None:
+        ratios = learned.commit()
+        log(f"qat: {len(ratios)} learnt ranges, width after / before: median "
+            f"{np.median(ratios):.3f}, min {ratios.min():.3f}, max {ratios.max():.3f}")  # fmt: skip
     _compare_on_val(model, qat_model, val, log, "after fine-tuning", float_val)
     return qat_model, lines
 
@@ -386,11 +416,14 @@ def _inference_mode_layers(qat_model: tf_keras.Model) -> tuple[int, int]:
 
 #: What :func:`quantize_aware` can fine-tune towards.
 TARGETS = ("labels", "float_model")
+#: How :func:`quantize_aware` treats the activation ranges while fine-tuning.
+RANGES = ("fixed", "learned")
 
 
 class _Trainer(tf_keras.Model):
-    """Fine-tunes ``student`` with its fake-quant ranges fixed, towards ``teacher``'s
-    probabilities (distillation, frozen teacher, same batch) or, without a teacher, the labels.
+    """Fine-tunes ``student`` with its fake-quant ranges fixed (or, with ``ranges``, learnt by
+    their own Adam optimizer at ``range_learning_rate``), towards ``teacher``'s probabilities
+    (distillation, frozen teacher, same batch) or, without a teacher, the labels.
 
     The student runs with ``training=False``: every fake-quant op keeps the range
     :func:`calibrate` set (tfmot would otherwise move each range towards the batch min/max by an
@@ -403,9 +436,14 @@ class _Trainer(tf_keras.Model):
     the mean loss and, as ``accuracy``, the student's top-1 agreement with the target.
     """
 
-    def __init__(self, student, teacher, weights):
+    def __init__(self, student, teacher, weights, ranges=None, range_learning_rate=None):
         super().__init__()
         self.student, self.teacher = student, teacher
+        self.ranges = ranges
+        if ranges is not None:
+            self.range_optimizer = tf_keras.optimizers.Adam(
+                range_learning_rate, epsilon=RANGE_ADAM_EPSILON
+            )
         if teacher is not None:
             self.teacher.trainable = False
         self.class_weights = None if weights is None else tf.constant(weights, tf.float32)
@@ -430,7 +468,11 @@ class _Trainer(tf_keras.Model):
                 ce *= tf.reduce_sum(y * self.class_weights, axis=-1)
             loss = tf.reduce_mean(ce)
         variables = self.student.trainable_variables
-        self.optimizer.apply_gradients(zip(tape.gradient(loss, variables), variables, strict=True))
+        extra = [] if self.ranges is None else self.ranges.variables
+        grads = tape.gradient(loss, variables + extra)
+        self.optimizer.apply_gradients(zip(grads[: len(variables)], variables, strict=True))
+        if extra:
+            self.range_optimizer.apply_gradients(zip(grads[len(variables) :], extra, strict=True))
         self.loss_mean.update_state(loss)
         agree = tf.cast(tf.argmax(probs, -1) == tf.argmax(target, -1), tf.float32)
         self.agreement.update_state(agree)

@@ -235,7 +235,7 @@ def probe_run(
         calib_rows, spec.image_size, 32, encoding=spec.encoding, cache=False, labels=False
     )
     # min/max, as TFLite's post-training calibration sets them (what --int8 files compute).
-    ranges = qat.calibrate(qat_model, batches, method="minmax")
+    ranges = len(qat.calibrate(qat_model, batches, method="minmax"))
     log(f"{ranges} ranges calibrated on {len(calib_rows)} images (min/max)")
     test_batches = make_dataset(
         test, spec.image_size, 100, encoding=spec.encoding, cache=False, labels=False
