@@ -223,8 +223,8 @@ def test_quantize_aware_fine_tunes(targets, data, smoke, monkeypatch):
 
 @pytest.mark.slow  # fine-tuning traces the training step of the whole QAT graph (~1 min)
 def test_quantize_aware_learns_ranges(data, smoke, monkeypatch):
-    """``ranges="learned"``: the activation ranges move while fine-tuning (the image input's
-    does not), the log says by how much, and the model then computes with the learnt values."""
+    """``ranges="learned"``: the activation ranges in the model's variables after fine-tuning
+    differ from the calibrated ones (the image input's does not), and the log says by how much."""
     model = edge_model.to_edge_model(smoke[0])
     log: list[str] = []
     snapshots = _range_snapshots(monkeypatch)
