@@ -80,3 +80,25 @@ def test_learnt_ranges_land_where_the_converter_reads_them():
     np.testing.assert_array_equal(model(inputs, training=False).numpy(), during)
     for var, want in zip(untouched, before, strict=True):
         np.testing.assert_array_equal(var.numpy(), want)
+
+
+def test_quantizer_calls_come_back_after_an_error():
+    """Every patch of tfmot's quantizers (calibration, bit widths, learnt ranges) goes through
+    :func:`replaced_calls`: inside, the class computes the replacement; after, even when the
+    block raised, the original."""
+    import pytest
+
+    from mobile_skin.quant.quantizer_patch import replaced_calls
+
+    cls = tfmot.quantization.keras.quantizers.MovingAverageQuantizer
+    original = cls.__call__
+    seen = []
+
+    def make(previous):
+        seen.append(previous)
+        return lambda self, inputs, training, weights, **kwargs: "replaced"
+
+    with pytest.raises(RuntimeError), replaced_calls({cls: make}):
+        assert cls.__call__(None, None, False, {}) == "replaced"
+        raise RuntimeError("inside")
+    assert seen == [original] and cls.__call__ is original

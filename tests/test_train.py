@@ -333,3 +333,32 @@ def test_one_training_seed_trains_one_model(tmp_path, synthetic_root):
     old = RunConfig().to_dict()
     del old["train"]["seed"]
     assert RunConfig.from_dict(old).train.seed is None
+
+
+def test_metadata_dropout_leaves_the_seeded_initial_weights_alone(synthetic_root):
+    """Trainings that differ only in --metadata-dropout start from the same weights under one
+    --train-seed, so a pair of them isolates the dropout (reports/int8.md, section 6)."""
+    import numpy as np
+
+    from mobile_skin.common.config import preset
+    from mobile_skin.contract.encoding import MetadataEncoding
+    from mobile_skin.data.ham10000 import load_ham10000
+    from mobile_skin.training import accel, loop
+
+    frame = load_ham10000(synthetic_root, log=lambda *_: None)
+    encoding = MetadataEncoding.fit(frame["age"].iloc[:16], age_missing_indicator=True)
+    data = loop.TrainData(frame.iloc[:16], frame.iloc[16:24], encoding, np.ones(7, "float32"))
+
+    def initial_weights(dropout, seed=0):
+        cfg = preset("smoke")
+        cfg.model.weights, cfg.model.cut = "none", 40
+        cfg.data.image_size, cfg.train.batch_size = 32, 8
+        cfg.data.metadata_dropout, cfg.train.seed = dropout, seed
+        loop.seed_training(cfg.train.seed, log=lambda *_: None)
+        train_ds, _, _ = loop.make_datasets(cfg, data, multi=False, log=lambda *_: None)
+        next(iter(train_ds))
+        return loop.compile_model(cfg, data, accel.make_strategy("auto")).model.get_weights()
+
+    none, half, other = initial_weights(0.0), initial_weights(0.5), initial_weights(0.5, seed=1)
+    assert all(np.array_equal(x, y) for x, y in zip(none, half, strict=True))
+    assert not all(np.array_equal(x, y) for x, y in zip(half, other, strict=True))

@@ -29,6 +29,8 @@ import numpy as np
 import tensorflow as tf
 import tensorflow_model_optimization as tfmot
 
+from mobile_skin.quant.quantizer_patch import replaced_calls
+
 LEVELS = 255.0
 #: The activation quantizer classes whose ranges can be learnt (tfmot's 8-bit scheme's).
 _ACTIVATION_QUANTIZERS = (
@@ -70,14 +72,17 @@ class LearnedRanges:
     """
 
     def __init__(self, pairs: Sequence[tuple[tf.Variable, tf.Variable]]):
-        self._ranges: dict[int, tuple[tf.Tensor, tf.Tensor, tf.Variable, tf.Variable]] = {}
-        self._pairs = list(pairs)
-        for low_var, high_var in self._pairs:
+        #: Per range, by its min variable's id: the variables, the calibrated ends, the
+        #: log-factors.
+        self._ranges: dict[
+            int, tuple[tf.Variable, tf.Variable, tf.Tensor, tf.Tensor, tf.Variable, tf.Variable]
+        ] = {}
+        for low_var, high_var in pairs:
             low0 = tf.constant(low_var.numpy(), tf.float32)
             high0 = tf.constant(high_var.numpy(), tf.float32)
             a = tf.Variable(tf.zeros_like(low0), name="range_log_low")
             b = tf.Variable(tf.zeros_like(high0), name="range_log_high")
-            self._ranges[id(low_var)] = (low0, high0, a, b)
+            self._ranges[id(low_var)] = (low_var, high_var, low0, high0, a, b)
 
     @property
     def variables(self) -> list[tf.Variable]:
@@ -86,14 +91,13 @@ class LearnedRanges:
 
     def bounds(self, low_var: tf.Variable) -> tuple[tf.Tensor, tf.Tensor]:
         """The current ``(low, high)`` of the range whose min variable is ``low_var``."""
-        low0, high0, a, b = self._ranges[id(low_var)]
+        *_, low0, high0, a, b = self._ranges[id(low_var)]
         return low0 * tf.exp(a), high0 * tf.exp(b)
 
     @contextlib.contextmanager
     def active(self) -> Iterator[None]:
         """While active, the activation quantizers of the learnt ranges compute
         :func:`fake_quant` over :meth:`bounds`; every other quantizer is unchanged."""
-        originals = {cls: cls.__call__ for cls in _ACTIVATION_QUANTIZERS}
 
         def patched(original):
             def call(quantizer, inputs, training, weights, **kwargs):
@@ -104,13 +108,8 @@ class LearnedRanges:
 
             return call
 
-        try:
-            for cls, original in originals.items():
-                cls.__call__ = patched(original)
+        with replaced_calls(dict.fromkeys(_ACTIVATION_QUANTIZERS, patched)):
             yield
-        finally:
-            for cls, original in originals.items():
-                cls.__call__ = original
 
     def commit(self) -> np.ndarray:
         """Write the learnt ranges into the fake-quant variables (what the converter reads).
@@ -119,7 +118,7 @@ class LearnedRanges:
             Each range's width after training over its width before.
         """
         ratios = []
-        for low_var, high_var in self._pairs:
+        for low_var, high_var, *_ in self._ranges.values():
             low, high = self.bounds(low_var)
             before = float(np.max(high_var.numpy() - low_var.numpy()))
             low_var.assign(low)

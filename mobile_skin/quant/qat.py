@@ -61,6 +61,7 @@ from mobile_skin.quant.edge_model import INT8_FLOAT_OPS
 from mobile_skin.quant.learned_ranges import LearnedRanges
 from mobile_skin.quant.qat_describe import describe, feeds_on
 from mobile_skin.quant.qat_graph import to_qat_graph
+from mobile_skin.quant.quantizer_patch import replaced_calls
 from mobile_skin.training.callbacks import ValidationMetrics
 
 qk = tfmot.quantization.keras
@@ -130,10 +131,6 @@ def _recording_ranges(stats: dict, samples: dict | None = None) -> Iterator[None
     for :func:`mse_range`.
     """
     q = qk.quantizers
-    originals = {
-        cls: cls.__call__
-        for cls in (q.MovingAverageQuantizer, q.AllValuesQuantizer, q.LastValueQuantizer)
-    }
     rng = np.random.default_rng(0)
 
     def record(self, inputs, training, weights, **kwargs):
@@ -151,17 +148,20 @@ def _recording_ranges(stats: dict, samples: dict | None = None) -> Iterator[None
             samples.setdefault(key, []).append(values)
         return inputs
 
-    def weights_range(self, inputs, training, weights, **kwargs):
-        return originals[q.LastValueQuantizer](self, inputs, True, weights, **kwargs)
+    def weights_range(original):
+        def call(self, inputs, training, weights, **kwargs):
+            return original(self, inputs, True, weights, **kwargs)
 
-    try:
-        q.MovingAverageQuantizer.__call__ = record
-        q.AllValuesQuantizer.__call__ = record
-        q.LastValueQuantizer.__call__ = weights_range
+        return call
+
+    with replaced_calls(
+        {
+            q.MovingAverageQuantizer: lambda _original: record,
+            q.AllValuesQuantizer: lambda _original: record,
+            q.LastValueQuantizer: weights_range,
+        }
+    ):
         yield
-    finally:
-        for cls, call in originals.items():
-            cls.__call__ = call
 
 
 #: How :func:`calibrate` sets activation ranges: ``"minmax"`` (what TFLite's post-training

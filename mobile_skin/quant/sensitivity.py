@@ -33,6 +33,7 @@ from mobile_skin.model.metrics import classification_report
 from mobile_skin.quant import qat
 from mobile_skin.quant.calibration import DEFAULT_SAMPLES
 from mobile_skin.quant.qat_describe import feeds_on
+from mobile_skin.quant.quantizer_patch import replaced_calls
 
 if TYPE_CHECKING:
     from mobile_skin.data.run import RunData
@@ -55,29 +56,27 @@ def bit_widths(rule: BitRule, seen: list[str] | None = None) -> Iterator[None]:
         rule: bit width per quantizer (2..16, tfmot's fake-quant limits).
         seen: if given, the activation keys met, in call order, are appended (first call only).
     """
-    originals = {cls: cls.__call__ for cls in (*ACTIVATION_QUANTIZERS, *WEIGHT_QUANTIZERS)}
 
-    def patched(cls, kind):
-        original = originals[cls]
+    def patched(kind):
+        def make(original):
+            def call(self, inputs, training, weights, **kwargs):
+                key = _key(self, weights)
+                if seen is not None and kind == "activation" and key not in seen:
+                    seen.append(key)
+                self.num_bits = rule(kind, key)
+                return original(self, inputs, training, weights, **kwargs)
 
-        def call(self, inputs, training, weights, **kwargs):
-            key = _key(self, weights)
-            if seen is not None and kind == "activation" and key not in seen:
-                seen.append(key)
-            self.num_bits = rule(kind, key)
-            return original(self, inputs, training, weights, **kwargs)
+            return call
 
-        return call
+        return make
 
-    try:
-        for cls in ACTIVATION_QUANTIZERS:
-            cls.__call__ = patched(cls, "activation")
-        for cls in WEIGHT_QUANTIZERS:
-            cls.__call__ = patched(cls, "weight")
+    with replaced_calls(
+        {
+            **dict.fromkeys(ACTIVATION_QUANTIZERS, patched("activation")),
+            **dict.fromkeys(WEIGHT_QUANTIZERS, patched("weight")),
+        }
+    ):
         yield
-    finally:
-        for cls, call in originals.items():
-            cls.__call__ = call
 
 
 def _key(quantizer, weights) -> str:
