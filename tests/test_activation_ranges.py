@@ -98,6 +98,17 @@ def test_the_script_writes_json_markdown_and_plot(smoke_run, tmp_path):
     assert stem.with_suffix(".png").read_bytes()[:4] == b"\x89PNG"
 
 
+def test_a_dot_in_the_run_name_stays_in_the_file_names(smoke_run, tmp_path):
+    from mobile_skin.bench.int8_ranges import run_report
+    from mobile_skin.data.run import open_run
+
+    prefix = tmp_path / "int8_ranges_v1.2"
+    written = run_report([open_run(smoke_run.root)], prefix, limit=4, log=lambda _: None)
+    assert [p.name for p in written] == [f"int8_ranges_v1.2{e}" for e in (".json", ".md", ".png")]
+    assert all(p.is_file() for p in written)
+    assert "(int8_ranges_v1.2.png)" in written[1].read_text()
+
+
 def test_bad_flags_and_twin_run_names_are_one_line_errors(smoke_run, capsys):
     for argv, message in (
         ([str(smoke_run.root), "--limit", "-1"], "--limit must be 0 (all) or more"),

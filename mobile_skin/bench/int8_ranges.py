@@ -186,6 +186,10 @@ def run_report(
     if len(set(names)) < len(names):
         raise UserError(f"runs share a directory name ({', '.join(names)}): rename one")
     measured = {run.paths.root.name: measure_run(run, split, limit, log) for run in runs}
+
+    def named(suffix: str) -> Path:  # not with_suffix: a run's name may hold dots (runs/v1.2)
+        return out_prefix.parent / f"{out_prefix.name}{suffix}"
+
     images = f"the first {limit}" if limit else "all"
     header = (
         f"# Int8 activation ranges: {', '.join(measured)}\n\n"
@@ -193,7 +197,7 @@ def run_report(
         "quantized alone to 8 bits over its least-squares range (mobile_skin.quant."
         "activation_ranges). SQNR: signal over quantization noise; a uniform signal filling its "
         f"range gets 48.1 dB. Machine: {describe().get('cpu')}. Command: `{command}`.\n\n"
-        f"![SQNR along the graph]({out_prefix.with_suffix('.png').name})"
+        f"![SQNR along the graph]({named('.png').name})"
     )
     document = {
         "command": command,
@@ -205,7 +209,7 @@ def run_report(
         },
     }
     return [
-        write_json(out_prefix.with_suffix(".json"), document),
-        write_text(out_prefix.with_suffix(".md"), render(measured, header, count)),
-        write_plot(out_prefix.with_suffix(".png"), measured),
+        write_json(named(".json"), document),
+        write_text(named(".md"), render(measured, header, count)),
+        write_plot(named(".png"), measured),
     ]
