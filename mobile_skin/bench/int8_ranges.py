@@ -179,17 +179,13 @@ def run_report(
 ) -> list[Path]:
     """Measure ``runs`` and write ``<out_prefix>.json``, ``.md`` and ``.png``; returns the paths."""
     from mobile_skin.common.errors import UserError
-    from mobile_skin.common.fileio import shown_path, write_json, write_text
+    from mobile_skin.common.fileio import shown_path, suffixed, write_json, write_text
     from mobile_skin.common.machine import describe
 
     names = [run.paths.root.name for run in runs]
     if len(set(names)) < len(names):
         raise UserError(f"runs share a directory name ({', '.join(names)}): rename one")
     measured = {run.paths.root.name: measure_run(run, split, limit, log) for run in runs}
-
-    def named(suffix: str) -> Path:  # not with_suffix: a run's name may hold dots (runs/v1.2)
-        return out_prefix.parent / f"{out_prefix.name}{suffix}"
-
     images = f"the first {limit}" if limit else "all"
     header = (
         f"# Int8 activation ranges: {', '.join(measured)}\n\n"
@@ -197,7 +193,7 @@ def run_report(
         "quantized alone to 8 bits over its least-squares range (mobile_skin.quant."
         "activation_ranges). SQNR: signal over quantization noise; a uniform signal filling its "
         f"range gets 48.1 dB. Machine: {describe().get('cpu')}. Command: `{command}`.\n\n"
-        f"![SQNR along the graph]({named('.png').name})"
+        f"![SQNR along the graph]({suffixed(out_prefix, '.png').name})"
     )
     document = {
         "command": command,
@@ -209,7 +205,7 @@ def run_report(
         },
     }
     return [
-        write_json(named(".json"), document),
-        write_text(named(".md"), render(measured, header, count)),
-        write_plot(named(".png"), measured),
+        write_json(suffixed(out_prefix, ".json"), document),
+        write_text(suffixed(out_prefix, ".md"), render(measured, header, count)),
+        write_plot(suffixed(out_prefix, ".png"), measured),
     ]

@@ -13,7 +13,7 @@ from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
 from mobile_skin.bench.models import INCEPTION, MOBILENET, RUNTIMES
-from mobile_skin.common.fileio import atomic_path, write_json, write_text
+from mobile_skin.common.fileio import atomic_path, suffixed, write_json, write_text
 from mobile_skin.common.paper import TABLE10
 
 OK, CONVERT_FAILED, RUN_FAILED = "ok", "convert_failed", "run_failed"
@@ -283,13 +283,10 @@ def write_chart(path: Path, title: str, rows: list[BenchRow], threads: list[int]
 def write_all(stem: Path, document: dict, markdown: str, rows: list[BenchRow], threads: list[int]):
     """``<stem>.md``, ``.csv``, ``.json`` and ``.png``; returns their paths."""
 
-    def named(suffix: str) -> Path:  # not with_suffix: the stem holds version numbers' dots
-        return stem.parent / f"{stem.name}{suffix}"
-
     paths = [
-        write_text(named(".md"), markdown),
-        write_csv(named(".csv"), rows),
-        write_json(named(".json"), {**document, "rows": [r.to_dict() for r in rows]}),
+        write_text(suffixed(stem, ".md"), markdown),
+        write_csv(suffixed(stem, ".csv"), rows),
+        write_json(suffixed(stem, ".json"), {**document, "rows": [r.to_dict() for r in rows]}),
     ]
-    paths.append(write_chart(named(".png"), document["title"], rows, threads))
+    paths.append(write_chart(suffixed(stem, ".png"), document["title"], rows, threads))
     return paths

@@ -43,6 +43,13 @@ def sha256_file(path: str | os.PathLike) -> str:
     return digest.hexdigest()
 
 
+def suffixed(stem: str | os.PathLike, suffix: str) -> Path:
+    """``stem`` with ``suffix`` appended: ``suffixed("out/v1.2", ".json")`` is ``out/v1.2.json``
+    (``Path.with_suffix`` would give ``out/v1.json``: stems hold run names and version numbers)."""
+    stem = Path(stem)
+    return stem.parent / f"{stem.name}{suffix}"
+
+
 def write_bytes(path: str | os.PathLike, data: bytes) -> Path:
     """Write ``data`` to ``path`` atomically."""
     with atomic_path(path) as tmp:
