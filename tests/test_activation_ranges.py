@@ -100,6 +100,7 @@ def test_the_script_writes_json_markdown_and_plot(smoke_run, tmp_path):
 
 def test_a_dot_in_the_run_name_stays_in_the_file_names(smoke_run, tmp_path):
     from mobile_skin.bench.int8_ranges import run_report
+    from mobile_skin.common.machine import cpu_features, headline
     from mobile_skin.data.run import open_run
 
     prefix = tmp_path / "int8_ranges_v1.2"
@@ -107,6 +108,9 @@ def test_a_dot_in_the_run_name_stays_in_the_file_names(smoke_run, tmp_path):
     assert [p.name for p in written] == [f"int8_ranges_v1.2{e}" for e in (".json", ".md", ".png")]
     assert all(p.is_file() for p in written)
     assert "(int8_ranges_v1.2.png)" in written[1].read_text()
+    # the machine is named with the CPU features int8 depends on, in the table and the data
+    assert f"Machine: {headline()}." in written[1].read_text()
+    assert json.loads(written[0].read_text())["machine"]["cpu_features"] == " ".join(cpu_features())
 
 
 def test_bad_flags_and_twin_run_names_are_one_line_errors(smoke_run, capsys):

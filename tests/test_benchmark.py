@@ -113,13 +113,13 @@ def test_int8_rows_time_the_graph_the_exporter_writes(quick):
     from mobile_skin.export.convert_tflite import tflite_quantization_info
 
     out, _, _, calls = quick
-    assert calls["onnx_int8"]["float_prefix"] == "expanded_conv/Add"
+    assert calls["onnx_int8"]["float_prefix"] == "expanded_conv_2/Add"
     assert calls["tflite_int8"]["quantization_aware"] is True  # the calibrated QAT graph
     assert calls["tflite_fp32"]["float_prefix"] is None
     (path,) = (out / "cache").glob("*_tflite_int8_*/model.tflite")
     ops = tflite_quantization_info(path.read_bytes(), "int8")["ops"]
-    assert ops["CONV_2D:float32"] == 2 and ops["DEPTHWISE_CONV_2D:float32"] == 2, ops
-    assert ops["CONV_2D:int8"] > 40 and ops["FULLY_CONNECTED:float32"] >= 1, ops
+    assert ops["CONV_2D:float32"] == 6 and ops["DEPTHWISE_CONV_2D:float32"] == 4, ops
+    assert ops["CONV_2D:int8"] > 35 and ops["FULLY_CONNECTED:float32"] >= 1, ops
 
 
 def _row(backbone, runtime, ms, weights="untrained", threads=1):

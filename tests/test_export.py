@@ -92,20 +92,21 @@ def test_quantized_files_are_smaller_and_int8_is_integer(smoke_run, exported):
     quant = ModelSpec.load(smoke_run.export("tflite_int8")).quantization
     assert quant["inputs"]["image"]["dtype"] == "float32"  # callers feed raw pixels
     assert quant["outputs"]["probs"]["dtype"] == "float32"
-    # MobileNetV3's stem and first block stay float (Backbone.int8_float_prefix): its two
-    # convolutions, the hard-swish's and the block's depthwise ones; the rest is int8.
-    assert quant["float_prefix"] == "expanded_conv/Add"
+    # MobileNetV3's stem and first three blocks stay float (Backbone.int8_float_prefix): six
+    # convolutions (the stem's, block 0's projection, blocks 1 and 2's expansions and
+    # projections) and four depthwise ones (the hard-swish's and one per block); the rest is int8.
+    assert quant["float_prefix"] == "expanded_conv_2/Add"
     ops = quant["ops"]
-    assert ops["CONV_2D:float32"] == 2 and ops["DEPTHWISE_CONV_2D:float32"] == 2, ops
-    assert ops["CONV_2D:int8"] > 40 and ops["DEPTHWISE_CONV_2D:int8"] > 25, ops
+    assert ops["CONV_2D:float32"] == 6 and ops["DEPTHWISE_CONV_2D:float32"] == 4, ops
+    assert ops["CONV_2D:int8"] > 35 and ops["DEPTHWISE_CONV_2D:int8"] > 25, ops
     lines = quant["qat_layers"]  # and the spec says so in words
-    assert "Conv2D x 2: float32, not fake-quantized (the float start the int8 file keeps)" in lines
+    assert "Conv2D x 6: float32, not fake-quantized (the float start the int8 file keeps)" in lines
     assert not any("None" in line for line in lines), lines
     onnx_quant = ModelSpec.load(smoke_run.export("onnx_int8")).quantization
     assert onnx_quant["ops"]["QuantizeLinear"] > 0 and onnx_quant["quant_format"] == "QDQ"
     assert "Softmax" in onnx_quant["float_op_types"]  # the head stays float, as in TFLite
     # ... and so does the start: the stem's convolution reads float, the second block's int8.
-    assert onnx_quant["float_prefix"] == "expanded_conv/Add"
+    assert onnx_quant["float_prefix"] == "expanded_conv_2/Add"
     for q in (quant, onnx_quant):  # the head's correction: measured, and applied only if harmless
         lc = q["logit_correction"]
         assert lc["estimator"] == DEFAULT_ESTIMATOR and len(lc["shift"]) == 7, lc
@@ -119,7 +120,8 @@ def test_quantized_files_are_smaller_and_int8_is_integer(smoke_run, exported):
         return producer.get(conv.input[1], "initializer")
 
     assert reads("Conv") == "initializer"  # float weights
-    assert reads("expanded_conv_1/expand") == "DequantizeLinear"  # int8 weights
+    assert reads("expanded_conv_2/expand") == "initializer"  # still in the float start
+    assert reads("expanded_conv_3/expand") == "DequantizeLinear"  # int8 weights
 
 
 def test_parity_table_names_the_machine_and_every_format(smoke_run, exported):

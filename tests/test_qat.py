@@ -377,31 +377,33 @@ def test_float_regions_name_a_prefix_and_a_tail():
 
 def test_the_int8_comparisons_float_regions_name_layers_of_the_real_graph(smoke):
     """Every float region ``benchmarks/int8_methods.py`` offers resolves on the QAT graph of a
-    MobileNetV3 model, and the late region covers the last three blocks and the attention from
-    block 12's expansion on, not block 11's residual add before it."""
-    from mobile_skin.bench.int8_methods import BACKBONE_PREFIX, FLOAT_REGIONS
+    MobileNetV3 model, the late region covers the last three blocks and the attention from
+    block 12's expansion on, not block 11's residual add before it, and the longer float starts
+    each add one whole block."""
+    from mobile_skin.bench.int8_methods import FLOAT_REGIONS, float_regions
     from mobile_skin.model.network import get_backbone
-    from mobile_skin.quant.qat_scheme import FloatRegions
 
     graph = to_qat_graph(edge_model.to_edge_model(smoke[0]))[0]
-    prefix = get_backbone(smoke[1].backbone).int8_float_prefix
-    covered = {}
-    for name, region in FLOAT_REGIONS.items():
-        region = dict(region)
-        if region.get("prefix_end") == BACKBONE_PREFIX:
-            region["prefix_end"] = prefix
-        covered[name] = FloatRegions(**region).names(graph)  # raises on an unknown layer
+    # raises on an unknown layer
+    covered = {name: float_regions(name).names(graph) for name in FLOAT_REGIONS}
     late = covered["block0_late"]
     assert {"expanded_conv_12/expand", "expanded_conv_13/Add", "soft_attention"} <= late
     assert "expanded_conv_11/Add" not in late and covered["block0"] < late
     assert covered["block0_14"] < covered["block0_13"] < late
+    assert covered["block0"] < covered["block1"] < covered["block2"]
+    assert "expanded_conv_1/expand" in covered["block1"]
+    assert "expanded_conv_2/expand" not in covered["block1"]
+    exporters_start = get_backbone(smoke[1].backbone).int8_float_prefix
+    assert FLOAT_REGIONS["block2"]["prefix_end"] == exporters_start
 
 
 def test_the_int8_comparison_table_says_which_rows_were_not_timed():
     """Rows built without ``--time`` show "not timed", never ``nan``; timed rows their figures."""
     from mobile_skin.bench.int8_methods import render
 
-    split = {"agreement": 0.9, "decided_agreement": 0.95, "delta_balanced_accuracy": -0.01,
+    split = {"agreement": 0.9, "decided_agreement": 0.95, "decided": 100,
+             "delta_balanced_accuracy": -0.01, "delta_balanced_accuracy_ci": [-0.02, 0.0],
+             "delta_sensitivity": [-0.05] + [0.0] * 6, "max_abs_diff": 0.3,
              "worst_sensitivity_change": -0.05}  # fmt: skip
     row = {"description": "d", "test": split, "val": split, "mb": 3.9, "partitions": 1,
            "ops_outside_xnnpack": 0}  # fmt: skip
@@ -411,9 +413,33 @@ def test_the_int8_comparison_table_says_which_rows_were_not_timed():
     assert "nan" not in table and "(not timed)" in table
     assert "`python benchmarks/int8_methods.py runs/r --methods NAME`" in table
     assert "| not timed | not timed |" in table.split("| untimed:")[1].splitlines()[0]
-    assert "| 1.50 | 0.60 |" in table.split("| timed:")[1].splitlines()[0]
+    assert (
+        "| FAIL test: decided; val: decided | 1.50 | 0.60 |"
+        in (table.split("| timed:")[1].splitlines()[0])
+    )
+    doc["rows"]["qat8_block2"] = {**row, "description": "words of the day it was built"}
+    assert "| qat8_block2: QAT, 8 epochs, block2 float |" in render(doc)  # today's words
     doc["timing"] = {"fp32_ms": 2.5, "load_1m_start": 0.1, "load_1m_end": 0.2}  # no ONNX row
     assert "TFLite 2.50 ms)" in render(doc) and "nan" not in render(doc)
+
+
+def test_the_int8_comparison_judges_each_recipe_by_the_gates_own_rules():
+    """A recipe row gets the export gate's verdict from its stored figures: a row that keeps
+    every rule passes; each broken rule is named on the split that breaks it, a class by name."""
+    from mobile_skin.bench.int8_methods import gate_verdict
+    from mobile_skin.contract.encoding import CLASSES
+
+    good = {"decided_agreement": 0.995, "decided": 900, "delta_balanced_accuracy": -0.01,
+            "delta_balanced_accuracy_ci": [-0.025, 0.004], "max_abs_diff": 0.4,
+            "delta_sensitivity": [0.0, -0.05, 0.01, None, 0.0, 0.0, 0.0]}  # fmt: skip
+    assert gate_verdict({"test": good, "val": good}, CLASSES) == "PASS"  # -5 points is allowed
+    bcc_down = {**good, "delta_sensitivity": [0.0, -0.059, 0.01, None, 0.0, 0.0, 0.0]}
+    short = {**good, "decided_agreement": 886 / 898, "decided": 898,
+             "delta_balanced_accuracy_ci": [-0.0328, 0.004]}  # fmt: skip
+    verdict = gate_verdict({"test": short, "val": bcc_down}, CLASSES)
+    assert verdict == "FAIL test: decided, interval; val: bcc"
+    wide = {**good, "delta_balanced_accuracy": 0.016}  # |delta| counts both ways
+    assert gate_verdict({"test": good, "val": wide}, CLASSES) == "FAIL val: bal. acc."
 
 
 def test_the_int8_comparison_tells_tflite_from_onnx_by_the_files_bytes(model_files):

@@ -61,6 +61,19 @@ def test_tensor_sensitivity_ranks_most_harmful_first(probe, monkeypatch):
     assert all(r.mean_dp >= 0 and 0 <= r.agreement <= 1 for r in [base, *rows])
 
 
+def test_a_dot_in_the_run_name_stays_in_the_file_names(smoke_run, tmp_path):
+    """``runs/v1.2`` gives ``int8_sensitivity_v1.2.json``, not ``int8_sensitivity_v1.json``; the
+    report names the machine's int8-relevant CPU features beside its model name."""
+    from mobile_skin.common.machine import headline
+
+    written = qs.run_report(
+        open_run(smoke_run.root), tmp_path / "int8_sensitivity_v1.2", sweep=[(8, 8)],
+        per_tensor=False, keep_wide=(), limit=4, calibration_samples=14, log=lambda _m: None,
+    )  # fmt: skip
+    assert [p.name for p in written] == [f"int8_sensitivity_v1.2{e}" for e in (".json", ".md")]
+    assert f"Machine: {headline()}." in written[1].read_text()
+
+
 def test_script_writes_tables_and_rejects_bad_flags(smoke_run, tmp_path, capsys):
     argv = [str(smoke_run.root), "--limit", "8", "--no-per-tensor", "--sweep", "8,8", "16,16",
             "--calibration-samples", "14", "--out", str(tmp_path)]  # fmt: skip

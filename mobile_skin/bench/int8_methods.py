@@ -23,15 +23,16 @@ Recipes (every one keeps the exporter's float head,
   (``static_wi8_ai16``: what the activations' share of the error costs in speed);
 - ``qat{E}``: quantization-aware training (:mod:`mobile_skin.quant.qat`) for ``E`` epochs (``qat0``:
   the least-squares ranges alone, no training); ``qat{E}_{REGION}`` keeps a region of
-  :data:`FLOAT_REGIONS` float too (``qat8_block0+lbc`` is what ``export/to_tflite.py --int8``
-  writes); ``qat{E}_block0_lsq`` also trains the activation ranges
+  :data:`FLOAT_REGIONS` float too (``qat8_block2+lbc`` is what ``export/to_tflite.py --int8``
+  writes; ``qat8_block0+lbc`` was); ``qat{E}_block0_lsq`` also trains the activation ranges
   (:mod:`mobile_skin.quant.learned_ranges`);
 - ``NAME+lbc``: recipe ``NAME`` with the float head's bias corrected for the mean logit shift on
   the calibration images (:mod:`mobile_skin.quant.logit_correction`); ``NAME+ce`` with the shift
   fitted by cross-entropy instead (its ``cross_entropy`` estimator);
 - ``onnx_u8s8_ls_lbc``: onnxruntime's static quantization with the exporter's recipe
-  (:func:`mobile_skin.export.convert_onnx.quantize_onnx`), ``_block0`` / ``_stem`` with that float
-  start (``onnx_u8s8_ls_lbc_block0`` is what ``export/to_onnx.py --int8`` writes); the other
+  (:func:`mobile_skin.export.convert_onnx.quantize_onnx`), ``_block2`` / ``_block0`` / ``_stem``
+  with that float start (``onnx_u8s8_ls_lbc_block2`` is what ``export/to_onnx.py --int8`` writes;
+  ``onnx_u8s8_ls_lbc_block0`` was); the other
   ``onnx_`` rows vary its parts (``_ce``: the cross-entropy estimator of the logit correction);
 - ``onnx_nncf``: NNCF post-training quantization of the ONNX file (``nncf``, the ``bench``
   extra), the exporter's float head, made U8S8 so onnxruntime fuses it (:func:`onnx_nncf`);
@@ -44,7 +45,7 @@ import io
 import json
 import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -233,35 +234,34 @@ def aeq(ctx: Context, activation_bits: int = 8) -> bytes:
     return bytes(result.quantized_model)
 
 
-#: Stands for the run's backbone's own float start (``Backbone.int8_float_prefix``).
-BACKBONE_PREFIX = "<backbone>"
 #: Float regions of the QAT graph tried beside the head (MobileNetV3Large layer names): the
 #: tensors the sensitivity probe ranks worst (reports/int8_profile.md, section 4.1) are the stem,
-#: the first block (``block0``, the exporter's default) and the attention's output.
+#: the first blocks and the attention's output. ``block2`` is the exporter's float start
+#: (``Backbone.int8_float_prefix``); ``block0`` was, until the seeded default-recipe model.
 FLOAT_REGIONS = {
     "stem": {"prefix_end": "multiply"},
-    "block0": {"prefix_end": BACKBONE_PREFIX},
+    "block0": {"prefix_end": "expanded_conv/Add"},
     "tail": {"tail_start": ("soft_attention", "attention_pool/features")},
     "stem_tail": {"prefix_end": "multiply",
                   "tail_start": ("soft_attention", "attention_pool/features")},
     # the last three blocks (5x5 at 160 px) and the attention: where the default recipe's
     # model is most sensitive (benchmarks/int8_sensitivity.py)
-    "block0_late": {"prefix_end": BACKBONE_PREFIX, "tail_start": ("expanded_conv_12/expand",)},
-    "block0_13": {"prefix_end": BACKBONE_PREFIX, "tail_start": ("expanded_conv_13/expand",)},
-    "block0_14": {"prefix_end": BACKBONE_PREFIX, "tail_start": ("expanded_conv_14/expand",)},
+    "block0_late": {"prefix_end": "expanded_conv/Add", "tail_start": ("expanded_conv_12/expand",)},
+    "block0_13": {"prefix_end": "expanded_conv/Add", "tail_start": ("expanded_conv_13/expand",)},
+    "block0_14": {"prefix_end": "expanded_conv/Add", "tail_start": ("expanded_conv_14/expand",)},
+    # the start through block 1 or 2: after the stem and block 0, the probe's most harmful
+    # tensors on the seeded default-recipe model (re_lu_2, re_lu_3, expanded_conv_2/Add)
+    "block1": {"prefix_end": "expanded_conv_1/project/BatchNorm"},
+    "block2": {"prefix_end": "expanded_conv_2/Add"},
 }  # fmt: skip
 
 
-def float_regions(ctx: Context, name: str):
-    """:data:`FLOAT_REGIONS` entry ``name`` as a :class:`mobile_skin.quant.qat_scheme.FloatRegions`,
-    the backbone's float start filled in."""
-    from mobile_skin.model.network import get_backbone
+def float_regions(name: str):
+    """:data:`FLOAT_REGIONS` entry ``name`` as a
+    :class:`mobile_skin.quant.qat_scheme.FloatRegions`."""
     from mobile_skin.quant.qat_scheme import FloatRegions
 
-    region = dict(FLOAT_REGIONS[name])
-    if region.get("prefix_end") == BACKBONE_PREFIX:
-        region["prefix_end"] = get_backbone(ctx.cfg.model.backbone).int8_float_prefix
-    return FloatRegions(**region)
+    return FloatRegions(**FLOAT_REGIONS[name])
 
 
 def qat(
@@ -285,7 +285,7 @@ def qat(
         f"qat{epochs}_lr{lr:g}" + (f"_eps{epsilon:g}" if epsilon else "")
         + (f"_{regions}" if regions else "") + ("_lsq" if ranges == "learned" else "")
     )  # fmt: skip
-    regions_float = float_regions(ctx, regions) if regions else None
+    regions_float = float_regions(regions) if regions else None
     data = QatData.from_config(ctx.cfg, ctx.spec, ctx.train, ctx.val, history)
     if epsilon is not None:
         data.adam_epsilon = epsilon
@@ -512,27 +512,33 @@ METHODS: dict[str, tuple[Callable[[Context], bytes], str]] = {
     },
     "onnx_u8s8_ls_lbc_block0": (
         lambda c: onnx_int8(
-            c, float_prefix_end=float_regions(c, "block0").prefix_end, logit_correction="mean_log"
+            c, float_prefix_end=float_regions("block0").prefix_end, logit_correction="mean_log"
         ),
-        "ONNX: the exporter's recipe, stem and first block float",
+        "ONNX: uint8, least squares, logit corr., stem and first block float",
     ),
     "onnx_u8s8_ls_block0": (
         lambda c: onnx_int8(
-            c, float_prefix_end=float_regions(c, "block0").prefix_end, logit_correction=None
+            c, float_prefix_end=float_regions("block0").prefix_end, logit_correction=None
         ),
         "ONNX: uint8, least squares, stem and first block float, no logit corr.",
     ),
     "onnx_u8s8_ls_ce_block0": (
         lambda c: onnx_int8(
             c,
-            float_prefix_end=float_regions(c, "block0").prefix_end,
+            float_prefix_end=float_regions("block0").prefix_end,
             logit_correction="cross_entropy",
         ),  # fmt: skip
-        "ONNX: the exporter's recipe, logit corr. fitted by cross-entropy",
+        "ONNX: uint8, least squares, stem and first block float, logit corr. by cross-entropy",
+    ),
+    "onnx_u8s8_ls_lbc_block2": (
+        lambda c: onnx_int8(
+            c, float_prefix_end=float_regions("block2").prefix_end, logit_correction="mean_log"
+        ),
+        "ONNX: the exporter's recipe, stem and blocks 0-2 float (its default)",
     ),
     "onnx_u8s8_ls_lbc_stem": (
         lambda c: onnx_int8(
-            c, float_prefix_end=float_regions(c, "stem").prefix_end, logit_correction="mean_log"
+            c, float_prefix_end=float_regions("stem").prefix_end, logit_correction="mean_log"
         ),
         "ONNX: the exporter's recipe, stem float",
     ),
@@ -656,7 +662,7 @@ def run(
         raise UserError(f"unknown recipe(s) {unknown}; choose from {', '.join(METHODS)}")
     ctx = load_context(opened, log=log)
     doc = json.loads(results.read_text()) if results.is_file() else {"rows": {}}
-    doc.update(run=shown_path(ctx.paths.root), machine=describe())
+    doc.update(run=shown_path(ctx.paths.root), machine=describe(), classes=list(ctx.spec.classes))
     for name in methods:
         start = time.perf_counter()
         log(f"{name}: building")
@@ -691,9 +697,11 @@ def run(
 def render(doc: dict) -> str:
     """The comparison table."""
     from mobile_skin.common.machine import headline
+    from mobile_skin.contract.encoding import CLASSES
     from mobile_skin.parity.report import pct
 
     t = doc.get("timing", {})
+    classes = doc.get("classes", CLASSES)  # tables written before the run's classes were kept
     lines = [
         f"## Int8 recipes for `{Path(doc['run']).name}` on {headline(doc['machine'])}",
         "",
@@ -712,25 +720,54 @@ def render(doc: dict) -> str:
         )
         + f". Each row: `python benchmarks/int8_methods.py {doc['run']} --methods NAME`, NAME "
         "the recipe before its colon (a `+` recipe reuses its base's file if built); the ms "
-        "columns: the same command with `--time`, which times every file built so far.",
+        "columns: the same command with `--time`, which times every file built so far. Gate: "
+        "the parity gate's 8-bit rules on both splits (mobile_skin/parity/gate.py: decided "
+        "agreement >= 99%, |delta bal. acc.| <= 1.5 points, its 95% interval above -3, no "
+        "class's sensitivity down more than 5), with the rules each split breaks.",
         "",
         "| recipe | test agreement | test decided | val agreement | val decided | delta bal. acc. "
-        "test / val | worst class sens. test / val | ms | x fp32 | graph as run | MB |",
-        "|" + " --- |" * 11,
+        "test / val | worst class sens. test / val | gate | ms | x fp32 | graph as run | MB |",
+        "|" + " --- |" * 12,
     ]
     for name, r in doc["rows"].items():
         te, va = r["test"], r["val"]
+        # today's words for a recipe still offered (which one the exporter writes changes)
+        described = METHODS[name][1] if name in METHODS else r["description"]
         lines.append(
-            f"| {name}: {r['description']} | {pct(te['agreement'])} | "
+            f"| {name}: {described} | {pct(te['agreement'])} | "
             f"{pct(te['decided_agreement'])} | {pct(va['agreement'])} | "
             f"{pct(va['decided_agreement'])} | {100 * te['delta_balanced_accuracy']:+.2f} / "
             f"{100 * va['delta_balanced_accuracy']:+.2f} | "
             f"{100 * te['worst_sensitivity_change']:+.1f} / "
             f"{100 * va['worst_sensitivity_change']:+.1f} | "
-            f"{_timing(r)} | "
+            f"{gate_verdict(r, classes)} | {_timing(r)} | "
             f"{_structure(r)} | {r['mb']:.2f} |"
         )
     return "\n".join(lines) + "\n"
+
+
+#: The comparison fields a recipe row keeps per split that the parity gate's rules read.
+_JUDGED = ("decided_agreement", "decided", "delta_balanced_accuracy",
+           "delta_balanced_accuracy_ci", "delta_sensitivity", "max_abs_diff")  # fmt: skip
+
+
+def gate_verdict(row: dict, classes: Sequence[str]) -> str:
+    """The parity gate's 8-bit rules (``mobile_skin.parity.gate.EIGHT_BIT``, those of every
+    int8 export) on the row's stored figures, both splits: ``PASS``, or ``FAIL`` and the rules
+    each split breaks (``FAIL test: decided, interval, bcc``)."""
+    from mobile_skin.evaluation.stats import SplitComparison
+    from mobile_skin.parity.gate import EIGHT_BIT, broken_rules
+
+    broken = []
+    for split in SPLITS:
+        # the model's own metrics are not kept in a recipe row, and no rule reads them
+        c = SplitComparison(split, n=0, accuracy=np.nan, balanced_accuracy=np.nan, macro_f1=np.nan,
+                            macro_auc=None, ece=np.nan, sensitivity=[],
+                            **{k: row[split][k] for k in _JUDGED})  # fmt: skip
+        rules = broken_rules(EIGHT_BIT, c, classes)
+        if rules:
+            broken.append(f"{split}: {', '.join(r.rule for r in rules)}")
+    return "FAIL " + "; ".join(broken) if broken else "PASS"
 
 
 def _timing(row: dict) -> str:

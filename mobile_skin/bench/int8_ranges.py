@@ -180,7 +180,7 @@ def run_report(
     """Measure ``runs`` and write ``<out_prefix>.json``, ``.md`` and ``.png``; returns the paths."""
     from mobile_skin.common.errors import UserError
     from mobile_skin.common.fileio import shown_path, suffixed, write_json, write_text
-    from mobile_skin.common.machine import describe
+    from mobile_skin.common.machine import describe, headline
 
     names = [run.paths.root.name for run in runs]
     if len(set(names)) < len(names):
@@ -192,13 +192,14 @@ def run_report(
         f"Every activation tensor of each model's export form, on {images} {split} images, each "
         "quantized alone to 8 bits over its least-squares range (mobile_skin.quant."
         "activation_ranges). SQNR: signal over quantization noise; a uniform signal filling its "
-        f"range gets 48.1 dB. Machine: {describe().get('cpu')}. Command: `{command}`.\n\n"
+        f"range gets 48.1 dB. Machine: {headline()}. Command: `{command}`.\n\n"
         f"![SQNR along the graph]({suffixed(out_prefix, '.png').name})"
     )
     document = {
         "command": command,
         "split": split,
         "limit": limit,
+        "machine": describe(),
         "runs": {
             name: {"run": shown_path(run.paths.root), "tensors": [s.to_dict() for s in stats]}
             for (name, stats), run in zip(measured.items(), runs, strict=True)

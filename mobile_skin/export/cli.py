@@ -54,7 +54,7 @@ def add_shared_arguments(parser: argparse.ArgumentParser) -> None:
         "--all-int8",
         action="store_true",
         help="with --int8: quantize the network's start too (by default the stem and first "
-        "block stay float, which keeps more of the model's answers; see reports/int8.md)",
+        "three blocks stay float, which keeps more of the model's answers; see reports/int8.md)",
     )
     parser.add_argument("--no-verify", action="store_true", help="skip the parity gate (says so)")
     add_data_dir(parser)

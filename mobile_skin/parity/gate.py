@@ -194,60 +194,68 @@ def file_row(fmt: str, path: Path) -> ParityRow:
     return ParityRow(fmt, path.name, size, round(size / 1e6, 3))
 
 
-def _checks(tol: Tolerance, c: SplitComparison, classes) -> list[tuple[bool, str]]:
-    """Each rule of ``tol`` on one split's comparison: (passed, text)."""
+@dataclass(frozen=True)
+class Check:
+    """One rule on one split: whether it held, its short name and its full text."""
+
+    ok: bool
+    rule: str  # short: "max |dp|", "decided", "bal. acc.", "interval" or the worst class's name
+    text: str
+
+
+def _checks(tol: Tolerance, c: SplitComparison, classes) -> list[Check]:
+    """Each rule of ``tol`` on one split's comparison."""
     s = c.split
-    checks: list[tuple[bool, str]] = []
+    checks: list[Check] = []
     if c.max_abs_diff is None or not np.isfinite(c.max_abs_diff):
-        checks.append((False, f"{s}: non-finite probabilities"))
+        checks.append(Check(False, "max |dp|", f"{s}: non-finite probabilities"))
     elif tol.max_abs_diff is not None:
         ok = c.max_abs_diff <= tol.max_abs_diff
         op = "<=" if ok else ">"
-        checks.append((ok, f"{s}: max |dp| {c.max_abs_diff:.1e} {op} {tol.max_abs_diff:.0e}"))
+        text = f"{s}: max |dp| {c.max_abs_diff:.1e} {op} {tol.max_abs_diff:.0e}"
+        checks.append(Check(ok, "max |dp|", text))
     if tol.min_decided_agreement is not None:
         ok = c.decided_agreement >= tol.min_decided_agreement
         agree = c.decided - c.decided_flips
-        checks.append(
-            (
-                ok,
-                f"{s}: decided agreement {pct(c.decided_agreement)} ({agree}/{c.decided}) "
-                f"{'>=' if ok else '<'} {pct(tol.min_decided_agreement)}",
-            )
+        text = (
+            f"{s}: decided agreement {pct(c.decided_agreement)} ({agree}/{c.decided}) "
+            f"{'>=' if ok else '<'} {pct(tol.min_decided_agreement)}"
         )
+        checks.append(Check(ok, "decided", text))
     if tol.max_balanced_accuracy_delta is not None:
         delta = c.delta_balanced_accuracy
         ok = abs(delta) <= tol.max_balanced_accuracy_delta
-        checks.append(
-            (
-                ok,
-                f"{s}: balanced accuracy {100 * delta:+.2f} points "
-                f"({'within' if ok else 'beyond'} {100 * tol.max_balanced_accuracy_delta:.1f})",
-            )
+        text = (
+            f"{s}: balanced accuracy {100 * delta:+.2f} points "
+            f"({'within' if ok else 'beyond'} {100 * tol.max_balanced_accuracy_delta:.1f})"
         )
+        checks.append(Check(ok, "bal. acc.", text))
     if tol.min_delta_ci_low is not None:
         low = c.delta_balanced_accuracy_ci[0]
         ok = low > tol.min_delta_ci_low
-        checks.append(
-            (
-                ok,
-                f"{s}: its 95% interval starts at {100 * low:+.2f} "
-                f"({'above' if ok else 'not above'} {100 * tol.min_delta_ci_low:+.0f})",
-            )
+        text = (
+            f"{s}: its 95% interval starts at {100 * low:+.2f} "
+            f"({'above' if ok else 'not above'} {100 * tol.min_delta_ci_low:+.0f})"
         )
+        checks.append(Check(ok, "interval", text))
     if tol.max_sensitivity_drop is not None:
         drops = [
             (d, name) for d, name in zip(c.delta_sensitivity, classes, strict=True) if d is not None
         ]
         worst, name = min(drops, default=(0.0, "-"))
         ok = worst >= -tol.max_sensitivity_drop - 1e-12
-        checks.append(
-            (
-                ok,
-                f"{s}: worst sensitivity change {name} {100 * worst:+.1f} points "
-                f"({'within' if ok else 'beyond'} -{100 * tol.max_sensitivity_drop:.0f})",
-            )
+        text = (
+            f"{s}: worst sensitivity change {name} {100 * worst:+.1f} points "
+            f"({'within' if ok else 'beyond'} -{100 * tol.max_sensitivity_drop:.0f})"
         )
+        checks.append(Check(ok, name, text))
     return checks
+
+
+def broken_rules(tol: Tolerance, c: SplitComparison, classes) -> list[Check]:
+    """The rules of ``tol`` that one split's comparison breaks (empty: it passes on that split).
+    ``c`` needs only the fields the rules read, so stored figures can be judged again."""
+    return [check for check in _checks(tol, c, classes) if not check.ok]
 
 
 def judge(row: ParityRow, classes) -> ParityRow:
@@ -255,10 +263,10 @@ def judge(row: ParityRow, classes) -> ParityRow:
     tol = TOLERANCES[row.format]
     checks = [check for c in row.splits.values() for check in _checks(tol, c, classes)]
     if not row.splits:
-        checks.append((False, "no split was compared"))
-    failed = [text for ok, text in checks if not ok]
+        checks.append(Check(False, "splits", "no split was compared"))
+    failed = [check.text for check in checks if not check.ok]
     row.status = FAIL if failed else PASS
-    row.reason = "; ".join(failed + [text for ok, text in checks if ok])
+    row.reason = "; ".join(failed + [check.text for check in checks if check.ok])
     return row
 
 

@@ -15,7 +15,7 @@ The steps:
 2. Every layer is annotated except the float head the int8 export keeps
    (:data:`mobile_skin.quant.edge_model.INT8_FLOAT_OPS`: fully connected layers, the concatenation
    of partial logits, the output softmax; :func:`mobile_skin.quant.qat_scheme.float_tail`) and the
-   caller's float regions (the exporter: the stem and first block,
+   caller's float regions (the exporter: the stem and first three blocks,
    :class:`mobile_skin.quant.qat_scheme.FloatRegions`), and
    ``quantize_apply`` inserts the fake-quant ops. Without fake-quant ranges those layers stay
    float in the converted file; quantizing them costs agreement (int8 logits tie).

@@ -288,8 +288,8 @@ def run_report(
 
     from tqdm.auto import tqdm
 
-    from mobile_skin.common.fileio import shown_path, write_json, write_text
-    from mobile_skin.common.machine import describe
+    from mobile_skin.common.fileio import shown_path, suffixed, write_json, write_text
+    from mobile_skin.common.machine import describe, headline
 
     probe = probe_run(run, calibration_samples=calibration_samples, limit=limit, log=log)
     n = len(probe.labels)
@@ -312,11 +312,11 @@ def run_report(
         f"# Int8 sensitivity: {run.paths.root.name}, {n} test images\n\n"
         f"Fake-quant emulation of the int8 export (calibrated on {calibration_samples} training "
         f"images, not fine-tuned); 'flips' are test images whose top-1 differs from the float "
-        f"model's. Machine: {machine.get('cpu')}. Command: `{command}`."
+        f"model's. Machine: {headline(machine)}. Command: `{command}`."
     )
     return [
         write_json(
-            out.with_suffix(".json"),
+            suffixed(out, ".json"),
             {
                 "run": shown_path(run.paths.root),
                 "command": command,
@@ -326,5 +326,5 @@ def run_report(
                 "sections": {t: rows_to_dicts(rows) for t, rows in sections.items()},
             },
         ),
-        write_text(out.with_suffix(".md"), render_markdown(sections, header)),
+        write_text(suffixed(out, ".md"), render_markdown(sections, header)),
     ]
