@@ -135,3 +135,31 @@ def test_least_squares_ranges_of_a_real_graph(tiny, tmp_path):
     assert set(ranges) == set(outputs)
     for lo, hi in ranges.values():
         assert lo <= 0 <= hi and hi > lo
+
+
+def test_running_a_file_prints_no_delegate_line(tiny, tmp_path):
+    """The exporter's log stays clean: LiteRT's "Created TensorFlow Lite XNNPACK delegate" line
+    (written by C++ to fd 2 once per process, when the delegate is applied) is silenced. Run in
+    a fresh process, since an earlier interpreter in this one may have printed it already."""
+    import subprocess
+    import sys
+
+    model, spec, samples = tiny
+    path = tmp_path / "tiny.tflite"
+    path.write_bytes(convert_tflite(model, spec, "fp32"))
+    np.savez(tmp_path / "sample.npz", **samples[0])
+    code = (
+        "import sys, numpy as np\n"
+        "from pathlib import Path\n"
+        "from mobile_skin.quant.logit_correction import tflite_predict\n"
+        "predict = tflite_predict(Path(sys.argv[1]).read_bytes())\n"
+        "print(predict(dict(np.load(sys.argv[2]))).shape)\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code, str(path), str(tmp_path / "sample.npz")],
+        capture_output=True, text=True, timeout=120,
+        env={**__import__("os").environ, "MOBILE_SKIN_VERBOSE": "0"},
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "(1, 7)"
+    assert "XNNPACK" not in done.stderr

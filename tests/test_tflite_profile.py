@@ -17,24 +17,42 @@ L = tf_keras.layers
 ROOT = Path(__file__).resolve().parents[1]
 
 
-@pytest.fixture(scope="module")
-def tiny_int8(tmp_path_factory) -> Path:
-    """int8 Conv -> Softmax -> Conv: XNNPACK has no int8 softmax, so two partitions."""
+def _tiny_model() -> tf_keras.Model:
+    """Conv -> Softmax -> Conv: XNNPACK has no int8 softmax, so two partitions in int8."""
     image = L.Input((8, 8, 3), name="image")
     x = L.Conv2D(8, 3, padding="same", activation="relu")(image)
     x = L.Softmax(axis=-1)(x)
     x = L.Conv2D(4, 1)(x)
-    model = tf_keras.Model(image, L.GlobalAveragePooling2D()(x))
+    return tf_keras.Model(image, L.GlobalAveragePooling2D()(x))
+
+
+def _convert(model: tf_keras.Model, path: Path, int8: bool) -> Path:
     converter = tf.lite.TFLiteConverter.from_keras_model(model)
-    converter.optimizations = [tf.lite.Optimize.DEFAULT]
-    converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
-    rng = np.random.default_rng(0)
-    converter.representative_dataset = lambda: (
-        [rng.uniform(0, 255, (1, 8, 8, 3)).astype(np.float32)] for _ in range(8)
-    )
-    path = tmp_path_factory.mktemp("tflite") / "tiny_int8.tflite"
+    if int8:
+        converter.optimizations = [tf.lite.Optimize.DEFAULT]
+        converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+        rng = np.random.default_rng(0)
+        converter.representative_dataset = lambda: (
+            [rng.uniform(0, 255, (1, 8, 8, 3)).astype(np.float32)] for _ in range(8)
+        )
     path.write_bytes(converter.convert())
     return path
+
+
+@pytest.fixture(scope="module")
+def tiny_pair(tmp_path_factory) -> tuple[Path, Path]:
+    """One Keras model converted to float32 and to full int8."""
+    tf_keras.utils.set_random_seed(0)
+    model, root = _tiny_model(), tmp_path_factory.mktemp("tflite")
+    return (
+        _convert(model, root / "tiny_fp32.tflite", int8=False),
+        _convert(model, root / "tiny_int8.tflite", int8=True),
+    )
+
+
+@pytest.fixture(scope="module")
+def tiny_int8(tiny_pair) -> Path:
+    return tiny_pair[1]
 
 
 def test_partitions_and_the_op_outside(tiny_int8):
@@ -84,6 +102,39 @@ def test_profile_times_segments_and_ops(tiny_int8):
     assert "| SOFTMAX | 1 | 1 |" in text and "Slowest" in text
 
 
+def test_compare_matches_ops_across_conversions(tiny_pair):
+    fp32, int8 = (tp.profile(p, runs=3, warmup=1) for p in tiny_pair)
+    rows = {(r["op"], r["dtype"]): r for r in tp.compare(fp32, int8)}
+    # Both convolutions and the softmax are found in the float file under their Keras names;
+    # the int8 file's own QUANTIZE / DEQUANTIZE have no counterpart.
+    assert rows[("CONV_2D", "int8")]["count"] == 2
+    assert rows[("SOFTMAX", "int8")]["count"] == 1
+    conv = rows[("CONV_2D", "int8")]
+    assert conv["reference_ms"] > 0 and conv["ratio"] == pytest.approx(
+        conv["ms"] / conv["reference_ms"]
+    )
+    unmatched = [r for r in rows.values() if r["dtype"].endswith("no match")]
+    assert {r["op"] for r in unmatched} >= {"QUANTIZE"}
+    assert all(r["reference_ms"] is None and r["ratio"] is None for r in unmatched)
+    assert sum(r["count"] for r in rows.values() if r["dtype"] != "only in reference") == len(
+        int8["ops"]
+    )
+    text = tp.compare_markdown(fp32, int8, list(rows.values()))
+    assert "| CONV_2D | int8 | 2 |" in text and "Ops at least 1.1x slower than" in text
+
+
+def test_op_key_drops_the_model_name():
+    row = {"name": "CONV_2D", "output": "net_qat_graph/re_lu_6/Relu;net_qat_graph/conv/BiasAdd"}
+    assert tp.op_key(row) == ("CONV_2D", "re_lu_6/Relu")
+    assert tp.op_key({"name": "ADD", "output": "add"}) == ("ADD", "add")
+
+
+def test_compare_needs_per_op_times(tiny_int8):
+    untimed = tp.profile(tiny_int8, timing=False)
+    with pytest.raises(tp.UserError, match="no per-op times"):
+        tp.compare(untimed, untimed)
+
+
 def _script():
     spec = importlib.util.spec_from_file_location(
         "profile_tflite", ROOT / "benchmarks" / "profile_tflite.py"
@@ -99,6 +150,21 @@ def test_cli_prints_tables_and_writes_json(tiny_int8, tmp_path, capsys):
     text = capsys.readouterr().out
     assert "2 XNNPACK partition(s), 1 op(s) outside XNNPACK" in text
     assert out.is_file() and '"outside": 1' in out.read_text()
+
+
+def test_cli_compare_prints_the_table_and_stores_rows(tiny_pair, tmp_path, capsys):
+    out = tmp_path / "profile.json"
+    args = [*map(str, tiny_pair), "--runs", "3", "--warmup", "1", "--compare", "--json", str(out)]
+    assert _script().main(args) == 0
+    assert "#### `tiny_int8.tflite` against `tiny_fp32.tflite`, op by op" in capsys.readouterr().out
+    assert '"compare"' in out.read_text()
+
+
+def test_cli_compare_alone_is_an_error(tiny_int8, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        _script().main([str(tiny_int8), "--compare"])
+    assert exit_info.value.code == 2
+    assert "--compare needs two or more files" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize("content", [None, b"not a model"])

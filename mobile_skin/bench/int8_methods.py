@@ -15,7 +15,10 @@ Recipes (every one keeps the exporter's float head,
   per-class calibration images (what ``export/to_tflite.py --int8`` wrote before this table);
 - ``ptq_cal1000``: the same with 1,000 calibration images;
 - ``ptq_float_mean``: also the squeeze-excite ``MEAN`` ops in float (the TensorFlow quantization
-  debugger tutorial's fix for MobileNetV3);
+  debugger tutorial's fix for MobileNetV3); ``ptq_float_dw`` the depthwise convolutions in float
+  (``ptq_float_dw_mul`` and the ``MUL`` ops: the hard-swish and squeeze-excite products), the ops
+  XNNPACK's int8 kernels run slower than its float ones on an AVX-512 host
+  (``benchmarks/profile_tflite.py FP32 INT8 --compare``);
 - ``debugger_top{N}``: TensorFlow's quantization debugger ranks every int8 tensor by
   RMSE / scale on the calibration images; the ``N`` worst stay float;
 - ``aeq``: the LiteRT quantizer (``ai-edge-quantizer``), static int8 (``static_wi8_ai8``) with
@@ -440,6 +443,14 @@ METHODS: dict[str, tuple[Callable[[Context], bytes], str]] = {
     "ptq": (ptq, "post-training int8, min/max ranges, 300 calibration images"),
     "ptq_cal1000": (lambda c: ptq_more_samples(c, 1000), "post-training int8, 1,000 images"),
     "ptq_float_mean": (lambda c: ptq(c, ("MEAN",)), "post-training int8, MEAN ops float"),
+    "ptq_float_dw": (
+        lambda c: ptq(c, ("DEPTHWISE_CONV_2D",)),
+        "post-training int8, depthwise convolutions float",
+    ),
+    "ptq_float_dw_mul": (
+        lambda c: ptq(c, ("DEPTHWISE_CONV_2D", "MUL")),
+        "post-training int8, depthwise convolutions and MULs float",
+    ),
     "debugger_top5": (lambda c: debugger_denylist(c, 5), "5 worst tensors float (debugger)"),
     "debugger_top15": (lambda c: debugger_denylist(c, 15), "15 worst tensors float (debugger)"),
     "aeq": (aeq, "LiteRT quantizer static_wi8_ai8, head no_quantize"),

@@ -2,7 +2,9 @@
 
 Op counts, ops outside XNNPACK (partitions), per-segment and per-op time of .tflite files, as
 Markdown tables (and JSON with ``--json``). Usage: ``MODEL.tflite [MODEL2.tflite ...]
-[--threads 1] [--runs 200] [--warmup 20] [--no-timing] [--no-per-op] [--top 15] [--json OUT.json]``.
+[--threads 1] [--runs 200] [--warmup 20] [--no-timing] [--no-per-op] [--top 15] [--json OUT.json]
+[--compare]``; ``--compare`` also sets every later file's per-op times against the first's
+(a float32 file, then its int8 ones: which kernels lose in int8).
 Timing needs an otherwise idle machine; on a shared one run it as ``flock
 /tmp/mobile_skin_timing.lock python benchmarks/profile_tflite.py ...``. The work is
 :mod:`mobile_skin.bench.tflite_profile`.
@@ -36,7 +38,17 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--no-per-op", action="store_true", help="time segments, not every op alone")
     p.add_argument("--top", type=int, default=15, help="slowest ops to list (default 15)")
     p.add_argument("--json", metavar="OUT", help="also write all rows as JSON here")
+    p.add_argument(
+        "--compare",
+        action="store_true",
+        help="set each later file's per-op times against the first file's, by op type and "
+        "precision (e.g. FP32.tflite INT8.tflite)",
+    )
     args = p.parse_args(argv)
+    if args.compare and (len(args.models) < 2 or args.no_timing or args.no_per_op):
+        raise UserError(
+            "--compare needs two or more files, timed per op (not with --no-timing or --no-per-op)"
+        )
     for flag in ("threads", "runs"):
         if getattr(args, flag) < 1:
             raise UserError(f"--{flag} must be at least 1, got {getattr(args, flag)}")
@@ -72,6 +84,10 @@ def main(argv: list[str] | None = None) -> int:
         )
         results.append(result)
         print(tflite_profile.to_markdown(result, top=args.top))
+        if args.compare and len(results) > 1:
+            rows = tflite_profile.compare(results[0], result)
+            result["compare"] = {"reference": results[0]["file"], "rows": rows}
+            print(tflite_profile.compare_markdown(results[0], result, rows))
     if args.json:
         write_json(args.json, {"machine": info, "threads": args.threads, "profiles": results})
         print(f"wrote {args.json}")

@@ -12,6 +12,10 @@ LiteRT's Python interpreter has no op profiler, so this module reconstructs one:
   pays one interpreter invocation (reported as ``overhead_ms``, measured on an empty model), so
   compare the sum with the whole model's time.
 
+* **against a reference** (:func:`compare`): the ops of one file matched to another's by output
+  tensor name (a float32 file against its int8 one), their per-op times summed by op type and
+  precision, so the kernels that lose in int8 stand out.
+
 Timing numbers are only meaningful on an idle machine: hold ``/tmp/mobile_skin_timing.lock``.
 """
 
@@ -19,7 +23,7 @@ from __future__ import annotations
 
 import copy
 import time
-from collections import Counter
+from collections import Counter, defaultdict, deque
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -285,6 +289,103 @@ def profile(
         "timing": timing_row,
         "settings": kw,
     }
+
+
+def op_key(row: dict) -> tuple[str, str]:
+    """An op's identity across two conversions of one Keras model: its op name and the first
+    name of its output tensor without the model's own name (``model/re_lu_6/Relu;...`` and
+    ``model_qat_graph/re_lu_6/Relu;...`` are one op)."""
+    first = row["output"].split(";")[0]
+    return row["name"], first.split("/", 1)[1] if "/" in first else first
+
+
+def compare(reference: dict, result: dict) -> list[dict]:
+    """Per-op time of ``result`` against ``reference`` (both :func:`profile` results, timed per
+    op), summed by op type and ``result``'s precision.
+
+    Ops are matched by :func:`op_key` in execution order. Rows: ``op``, ``dtype``, ``count``,
+    ``reference_ms``, ``ms``, ``ratio`` (``ms / reference_ms``); ops with no match in the
+    reference (``QUANTIZE``, ``DEQUANTIZE``...) form rows with ``reference_ms`` None, and the
+    reference's unmatched ops one row ``dtype`` "only in reference".
+
+    Raises:
+        UserError: either profile has no per-op times.
+    """
+    for r in (reference, result):
+        if not r["ops"] or "ms" not in r["ops"][0]:
+            raise UserError(
+                f"{r['file']}: no per-op times to compare (profile it without --no-per-op)"
+            )
+    pending: dict[tuple[str, str], deque] = defaultdict(deque)
+    for row in reference["ops"]:
+        pending[op_key(row)].append(row)
+    groups: dict[tuple[str, str], list[float | None]] = {}
+    for row in result["ops"]:
+        queue = pending.get(op_key(row))
+        ref = queue.popleft() if queue else None
+        key = (row["name"], row["dtype"] if ref else f"{row['dtype']}, no match")
+        g = groups.setdefault(key, [0, 0.0, 0.0 if ref else None])
+        g[0] += 1
+        g[1] += row["ms"] or 0.0
+        if ref is not None:
+            g[2] += ref["ms"] or 0.0
+    left = [r for q in pending.values() for r in q]
+    rows = [
+        {
+            "op": op,
+            "dtype": dtype,
+            "count": n,
+            "reference_ms": ref_ms,
+            "ms": ms,
+            "ratio": ms / ref_ms if ref_ms else None,
+        }
+        for (op, dtype), (n, ms, ref_ms) in groups.items()
+    ]
+    rows.sort(key=lambda r: -max(r["ms"], r["reference_ms"] or 0.0))
+    if left:
+        rows.append(
+            {
+                "op": ", ".join(sorted({r["name"] for r in left})),
+                "dtype": "only in reference",
+                "count": len(left),
+                "reference_ms": sum(r["ms"] or 0.0 for r in left),
+                "ms": None,
+                "ratio": None,
+            }
+        )
+    return rows
+
+
+#: Ratio from which :func:`compare_markdown` calls an op type slower than in the reference: one
+#: op timed twice alone differs by a few percent between rounds.
+SLOWER = 1.1
+
+
+def compare_markdown(reference: dict, result: dict, rows: list[dict]) -> str:
+    """:func:`compare`'s rows as a Markdown table with totals and a one-line reading."""
+    name, ref_name = Path(result["file"]).name, Path(reference["file"]).name
+    paired = [r for r in rows if r["reference_ms"] is not None and r["ms"] is not None]
+    slower = [r for r in paired if r["ratio"] and r["ratio"] >= SLOWER]
+    lost = sum(r["ms"] - r["reference_ms"] for r in slower)
+    out = [
+        f"#### `{name}` against `{ref_name}`, op by op",
+        "",
+        "Each op timed alone in both files, matched by output tensor name; ms summed by op type "
+        "and this file's precision.",
+        "",
+        _table(rows, ["op", "dtype", "count", "reference_ms", "ms", "ratio"]),
+        "",
+        f"Ops at least {SLOWER:g}x slower than in `{ref_name}`: "
+        + (
+            ", ".join(f"{r['op']} {r['dtype']} ({r['ratio']:.2f}x)" for r in slower)
+            + f", {lost:.3f} ms lost in all"
+            if slower
+            else "none"
+        )
+        + ".",
+        "",
+    ]
+    return "\n".join(out)
 
 
 def _time_part(content: bytes, op_indices: list[int], row: dict, kw: dict) -> float | None:

@@ -131,9 +131,12 @@ def tflite_predict(content: bytes, threads: int | None = None) -> Predict:
 
     from mobile_skin import quiet_native_stderr
 
-    with quiet_native_stderr():  # "INFO: Created TensorFlow Lite XNNPACK delegate for CPU."
+    # "INFO: Created TensorFlow Lite XNNPACK delegate for CPU." comes when the delegate is
+    # applied, at the first allocation, so the runner is made and allocated inside the block.
+    with quiet_native_stderr():
         interpreter = Interpreter(model_content=content, num_threads=threads)
-    runner = interpreter.get_signature_runner("serving_default")
+        interpreter.allocate_tensors()
+        runner = interpreter.get_signature_runner("serving_default")
     return lambda sample: runner(**sample)["probs"]
 
 
