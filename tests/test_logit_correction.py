@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+
 import numpy as np
 import pytest
 import tf_keras
@@ -141,9 +145,6 @@ def test_running_a_file_prints_no_delegate_line(tiny, tmp_path):
     """The exporter's log stays clean: LiteRT's "Created TensorFlow Lite XNNPACK delegate" line
     (written by C++ to fd 2 once per process, when the delegate is applied) is silenced. Run in
     a fresh process, since an earlier interpreter in this one may have printed it already."""
-    import subprocess
-    import sys
-
     model, spec, samples = tiny
     path = tmp_path / "tiny.tflite"
     path.write_bytes(convert_tflite(model, spec, "fp32"))
@@ -158,7 +159,7 @@ def test_running_a_file_prints_no_delegate_line(tiny, tmp_path):
     done = subprocess.run(
         [sys.executable, "-c", code, str(path), str(tmp_path / "sample.npz")],
         capture_output=True, text=True, timeout=120,
-        env={**__import__("os").environ, "MOBILE_SKIN_VERBOSE": "0"},
+        env={**os.environ, "MOBILE_SKIN_VERBOSE": "0"},
     )  # fmt: skip
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "(1, 7)"
