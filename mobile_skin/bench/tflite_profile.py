@@ -29,11 +29,11 @@ from pathlib import Path
 
 import numpy as np
 from ai_edge_litert import schema_py_generated as schema
-from ai_edge_litert.interpreter import Interpreter, OpResolverType
 from ai_edge_litert.tools import flatbuffer_utils
 
 from mobile_skin.common.errors import UserError
 from mobile_skin.common.fileio import shown_path
+from mobile_skin.model.litert import allocated_interpreter
 
 
 @dataclass
@@ -86,11 +86,7 @@ def read_bytes(path: str | Path) -> bytes:
 
 def list_ops(content: bytes, *, xnnpack: bool = True) -> list[Op]:
     """The model's ops with the XNNPACK partition each one runs in (None: built-in kernel)."""
-    resolver = OpResolverType.AUTO if xnnpack else OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES
-    interpreter = Interpreter(
-        model_content=content, num_threads=1, experimental_op_resolver_type=resolver
-    )
-    interpreter.allocate_tensors()
+    interpreter = allocated_interpreter(content=content, threads=1, xnnpack=xnnpack)
     details = interpreter._get_ops_details()  # no public API lists nodes and delegate nodes
     tensors = {t["index"]: t for t in interpreter.get_tensor_details()}
     nodes = [d for d in details if d["op_name"] != "DELEGATE"]
@@ -180,11 +176,7 @@ def time_model(
     content: bytes, *, runs: int = 200, warmup: int = 20, num_threads: int = 1, xnnpack: bool = True
 ) -> tuple[float, float]:
     """Median and 90th-percentile milliseconds of one ``invoke()`` on random inputs."""
-    resolver = OpResolverType.AUTO if xnnpack else OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES
-    interpreter = Interpreter(
-        model_content=content, num_threads=num_threads, experimental_op_resolver_type=resolver
-    )
-    interpreter.allocate_tensors()
+    interpreter = allocated_interpreter(content=content, threads=num_threads, xnnpack=xnnpack)
     rng = np.random.default_rng(0)
     for detail in interpreter.get_input_details():
         dtype, shape = np.dtype(detail["dtype"]), detail["shape"]

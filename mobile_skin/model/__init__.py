@@ -5,4 +5,13 @@ Its modules import only from this package and those before it in ``mobile_skin.L
 (docs/design.md, Code layout).
 """
 
-__all__ = ["keras_graph", "losses", "metrics", "network", "predict", "runtime", "soft_attention"]
+__all__ = [
+    "keras_graph",
+    "litert",
+    "losses",
+    "metrics",
+    "network",
+    "predict",
+    "runtime",
+    "soft_attention",
+]

@@ -132,14 +132,10 @@ class TFLiteRuntime(Runtime):
 
     def __init__(self, path: Path, threads: int | None = None) -> None:
         super().__init__(path, threads)
-        from ai_edge_litert.interpreter import Interpreter
-
-        from mobile_skin import quiet_native_stderr
+        from mobile_skin.model.litert import allocated_interpreter
 
         try:
-            with quiet_native_stderr():  # "INFO: Created TensorFlow Lite XNNPACK delegate for CPU."
-                self.interpreter = Interpreter(model_path=str(path), num_threads=threads)
-                self.interpreter.allocate_tensors()
+            self.interpreter = allocated_interpreter(path=path, threads=threads)
             signatures = self.interpreter.get_signature_list()
         except (ValueError, RuntimeError) as err:
             raise UserError(f"{path}: not a valid TFLite model ({_first_line(err)})") from None

@@ -127,16 +127,10 @@ def predictions(predict: Predict, samples: Sequence[dict[str, np.ndarray]]) -> n
 
 def tflite_predict(content: bytes, threads: int | None = None) -> Predict:
     """A function running a ``.tflite``'s ``serving_default`` signature on one sample dict."""
-    from ai_edge_litert.interpreter import Interpreter
+    from mobile_skin.model.litert import allocated_interpreter
 
-    from mobile_skin import quiet_native_stderr
-
-    # "INFO: Created TensorFlow Lite XNNPACK delegate for CPU." comes when the delegate is
-    # applied, at the first allocation, so the runner is made and allocated inside the block.
-    with quiet_native_stderr():
-        interpreter = Interpreter(model_content=content, num_threads=threads)
-        interpreter.allocate_tensors()
-        runner = interpreter.get_signature_runner("serving_default")
+    interpreter = allocated_interpreter(content=content, threads=threads)
+    runner = interpreter.get_signature_runner("serving_default")
     return lambda sample: runner(**sample)["probs"]
 
 
