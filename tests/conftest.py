@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 import pytest
@@ -29,6 +30,18 @@ def smoke_run(tmp_path_factory, synthetic_root) -> RunPaths:
         ["--data", str(synthetic_root), "--preset", "smoke", "--weights", "none", "--out", str(out)]
     )
     return RunPaths(out)
+
+
+@pytest.fixture
+def dotted_run(smoke_run, tmp_path) -> Path:
+    """A copy of the smoke run (its model, config and split; no exports) in a directory named
+    ``v1.2``: a run name with a dot, which file names derived from it must keep whole."""
+    out = tmp_path / "runs" / "v1.2"
+    shutil.copytree(
+        smoke_run.root, out,
+        ignore=shutil.ignore_patterns("export", "checkpoint", "tensorboard", "figures"),
+    )  # fmt: skip
+    return out
 
 
 @pytest.fixture(scope="session")

@@ -85,32 +85,27 @@ def test_quantized_layers_are_the_int8_graphs_ranges(smoke_run):
     assert "soft_attention" in names
 
 
-def test_the_script_writes_json_markdown_and_plot(smoke_run, tmp_path):
-    assert int8_ranges.main([str(smoke_run.root), "--limit", "8", "--out", str(tmp_path)]) == 0
-    stem = tmp_path / f"int8_ranges_{smoke_run.root.name}"
-    doc = json.loads(stem.with_suffix(".json").read_text())
-    tensors = doc["runs"][smoke_run.root.name]["tensors"]
+def test_the_script_writes_json_markdown_and_plot(dotted_run, tmp_path):
+    """The three outputs, named after the run whole (``runs/v1.2`` gives ``int8_ranges_v1.2.*``,
+    not ``int8_ranges_v1.*``), with the machine's int8-relevant CPU features in the table and
+    the data."""
+    from mobile_skin.common.machine import cpu_features, headline
+
+    assert int8_ranges.main([str(dotted_run), "--limit", "8", "--out", str(tmp_path)]) == 0
+    json_file, md, png = (tmp_path / f"int8_ranges_v1.2{e}" for e in (".json", ".md", ".png"))
+    assert sorted(p.name for p in tmp_path.glob("int8_ranges_*")) == [
+        f"int8_ranges_v1.2{e}" for e in (".json", ".md", ".png")
+    ]
+    doc = json.loads(json_file.read_text())
+    tensors = doc["runs"]["v1.2"]["tensors"]
     assert doc["limit"] == 8 and doc["split"] == "val"
     assert len(tensors) > 20 and all(t["clip_low"] <= 0 <= t["clip_high"] for t in tensors)
-    text = stem.with_suffix(".md").read_text()
-    assert f"| {smoke_run.root.name} | {len(tensors)} |" in text
-    assert "python benchmarks/int8_ranges.py" in text
-    assert stem.with_suffix(".png").read_bytes()[:4] == b"\x89PNG"
-
-
-def test_a_dot_in_the_run_name_stays_in_the_file_names(smoke_run, tmp_path):
-    from mobile_skin.bench.int8_ranges import run_report
-    from mobile_skin.common.machine import cpu_features, headline
-    from mobile_skin.data.run import open_run
-
-    prefix = tmp_path / "int8_ranges_v1.2"
-    written = run_report([open_run(smoke_run.root)], prefix, limit=4, log=lambda _: None)
-    assert [p.name for p in written] == [f"int8_ranges_v1.2{e}" for e in (".json", ".md", ".png")]
-    assert all(p.is_file() for p in written)
-    assert "(int8_ranges_v1.2.png)" in written[1].read_text()
-    # the machine is named with the CPU features int8 depends on, in the table and the data
-    assert f"Machine: {headline()}." in written[1].read_text()
-    assert json.loads(written[0].read_text())["machine"]["cpu_features"] == " ".join(cpu_features())
+    text = md.read_text()
+    assert f"| v1.2 | {len(tensors)} |" in text
+    assert "python benchmarks/int8_ranges.py" in text and "(int8_ranges_v1.2.png)" in text
+    assert png.read_bytes()[:4] == b"\x89PNG"
+    assert f"Machine: {headline()}." in text
+    assert doc["machine"]["cpu_features"] == " ".join(cpu_features())
 
 
 def test_bad_flags_and_twin_run_names_are_one_line_errors(smoke_run, capsys):

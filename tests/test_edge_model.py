@@ -126,6 +126,7 @@ def _int8(model: tf_keras.Model, shape: tuple[int, ...], samples: int = 8) -> by
     return converter.convert()
 
 
+@pytest.mark.filterwarnings("ignore:Statistics for quantized inputs were expected:UserWarning")
 def test_int8_block_runs_whole_in_xnnpack():
     model = _block_model()
     edge = to_edge_model(model)

@@ -61,33 +61,30 @@ def test_tensor_sensitivity_ranks_most_harmful_first(probe, monkeypatch):
     assert all(r.mean_dp >= 0 and 0 <= r.agreement <= 1 for r in [base, *rows])
 
 
-def test_a_dot_in_the_run_name_stays_in_the_file_names(smoke_run, tmp_path):
-    """``runs/v1.2`` gives ``int8_sensitivity_v1.2.json``, not ``int8_sensitivity_v1.json``; the
-    report names the machine's int8-relevant CPU features beside its model name."""
+def test_script_writes_tables_and_rejects_bad_flags(smoke_run, dotted_run, tmp_path, capsys):
+    """The tables, named after the run whole (``runs/v1.2`` gives ``int8_sensitivity_v1.2.json``,
+    not ``int8_sensitivity_v1.json``), with the command and the machine's int8-relevant CPU
+    features beside them; bad flags are one-line errors."""
     from mobile_skin.common.machine import headline
 
-    written = qs.run_report(
-        open_run(smoke_run.root), tmp_path / "int8_sensitivity_v1.2", sweep=[(8, 8)],
-        per_tensor=False, keep_wide=(), limit=4, calibration_samples=14, log=lambda _m: None,
-    )  # fmt: skip
-    assert [p.name for p in written] == [f"int8_sensitivity_v1.2{e}" for e in (".json", ".md")]
-    assert f"Machine: {headline()}." in written[1].read_text()
-
-
-def test_script_writes_tables_and_rejects_bad_flags(smoke_run, tmp_path, capsys):
-    argv = [str(smoke_run.root), "--limit", "8", "--no-per-tensor", "--sweep", "8,8", "16,16",
+    argv = [str(dotted_run), "--limit", "8", "--no-per-tensor", "--sweep", "8,8", "16,16",
             "--calibration-samples", "14", "--out", str(tmp_path)]  # fmt: skip
     assert int8_sensitivity.main(argv) == 0
-    out = tmp_path / f"int8_sensitivity_{smoke_run.root.name}"  # --out is a directory
-    data = json.loads(out.with_suffix(".json").read_text())
+    # --out is a directory; the names keep the run's whole name
+    json_file, md = tmp_path / "int8_sensitivity_v1.2.json", tmp_path / "int8_sensitivity_v1.2.md"
+    assert sorted(p.name for p in tmp_path.glob("int8_sensitivity_*")) == [
+        "int8_sensitivity_v1.2.json", "int8_sensitivity_v1.2.md"
+    ]  # fmt: skip
+    data = json.loads(json_file.read_text())
     (rows,) = data["sections"].values()
     assert [r["name"] for r in rows] == ["activations 8, weights 8", "activations 16, weights 16"]
     assert data["test_images"] == 8 and all(0 <= r["agreement"] <= 1 for r in rows)
-    assert "| activations 8, weights 8 |" in out.with_suffix(".md").read_text()
+    assert "| activations 8, weights 8 |" in md.read_text()
     # The command that made the tables, flags included, is written beside them.
     flags = f"--sweep 8,8 16,16 --calibration-samples 14 --out {tmp_path}"
     assert data["command"].endswith(flags)
-    assert f"`{data['command']}`" in out.with_suffix(".md").read_text()
+    assert f"`{data['command']}`" in md.read_text()
+    assert f"Machine: {headline()}." in md.read_text()
     for bad, message in (
         (["--sweep", "8"], "--sweep: '8' is not ACTIVATION_BITS,WEIGHT_BITS"),
         (["--sweep", "8,20"], "bit widths must be 2..16"),
