@@ -448,3 +448,21 @@ def test_the_int8_comparison_tells_tflite_from_onnx_by_the_files_bytes(model_fil
 
     assert file_runtime(model_files["tflite"].read_bytes()) == "tflite"
     assert file_runtime(model_files["onnx"].read_bytes()) == "onnx"
+
+
+@pytest.mark.filterwarnings("ignore:Statistics for quantized inputs were expected:UserWarning")
+def test_the_int8_comparisons_post_training_recipe_keeps_its_op_types_float(smoke, tmp_path):
+    """``ptq_float_dw_mul`` (like ``ptq_float_dw`` and ``ptq_float_mean``, through TFLite's own
+    op denylist): every depthwise convolution and MUL of the file stays float32, while the
+    convolutions go int8."""
+    from mobile_skin.bench.int8_methods import METHODS, Context
+    from mobile_skin.export.convert_tflite import tflite_quantization_info
+
+    model, spec, inputs = smoke
+    samples = [{k: v[i : i + 1] for k, v in inputs.items()} for i in range(8)]
+    ctx = Context(None, None, spec, model, edge_model.to_edge_model(model), None, None, samples,
+                  {}, {}, tmp_path, log=lambda _m: None)  # fmt: skip
+    ops = tflite_quantization_info(METHODS["ptq_float_dw_mul"][0](ctx), "int8")["ops"]
+    assert ops["DEPTHWISE_CONV_2D:float32"] >= 28 and ops["MUL:float32"] >= 20, ops
+    assert not {"DEPTHWISE_CONV_2D:int8", "MUL:int8"} & set(ops), ops
+    assert ops["CONV_2D:int8"] >= 40 and "CONV_2D:float32" not in ops, ops
