@@ -178,8 +178,8 @@ def test_xla_path_runs_on_cpu(synthetic_root, tmp_path, run_main):
 def test_mirrored_strategy_and_mixed_precision_on_two_cpu_replicas(synthetic_root, tmp_path):
     """The multi-GPU recipe (MirroredStrategy, mixed precision) on two logical CPU devices, in
     one training: a process of its own, since logical devices are fixed at TensorFlow's start.
-    (XLA joins neither here: XLA on CPU cannot read a variable placed on the other logical
-    device, a known XLA limitation of logical devices.)"""
+    XLA is left out: on logical CPU devices it cannot read a variable placed on the other one
+    (a known XLA limitation), so ``--xla`` is tested alone above."""
     script = textwrap.dedent(f"""
         import mobile_skin, tensorflow as tf
         cpu = tf.config.list_physical_devices("CPU")[0]
