@@ -1,12 +1,14 @@
 """Where int8 agreement is lost: bit-width sweep, per-tensor sensitivity, few tensors kept wide.
 
 Usage: ``python benchmarks/int8_sensitivity.py [RUN] [--sweep 8,8 16,8 ...] [--keep-wide 4 10 ...]
-[--no-per-tensor] [--limit N] [--calibration-samples N] [--out DIR]``.
+[--no-per-tensor] [--split test|val] [--limit N] [--calibration-samples N] [--out DIR]``.
 
-Runs the run's test split through the exporter's calibrated fake-quant graph (which flips the
-same test images as the int8 .tflite) with chosen quantizers at 16 bits; writes
-``DIR/int8_sensitivity_<run>.json`` and ``.md`` (``--out`` is a results directory, as in every
-benchmark; default ``benchmarks/results``).
+Runs the run's test split (or, with ``--split val``, its validation split: a float region
+chosen there has not seen the test images) through the exporter's calibrated fake-quant graph
+(which flips the same test images as the int8 .tflite) with chosen quantizers at 16 bits; writes
+``DIR/int8_sensitivity_<run>.json`` and ``.md`` (``int8_sensitivity_<run>_val.*`` for the
+validation split; ``--out`` is a results directory, as in every benchmark; default
+``benchmarks/results``).
 About 10 s per experiment on 998 images at 160 px (2 cores); the per-tensor pass is one
 experiment per activation tensor (~125: 20 min).
 Argument parsing only; the work is :mod:`mobile_skin.quant.sensitivity`.
@@ -61,7 +63,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         f"{' '.join(map(str, DEFAULT_KEEP))}; needs the per-tensor pass)",
     )
     p.add_argument("--no-per-tensor", action="store_true", help="skip the per-tensor pass")
-    p.add_argument("--limit", type=int, help="only the first N test images")
+    p.add_argument(
+        "--split",
+        choices=("test", "val"),
+        default="test",
+        help="the split whose images are run (default test; val chooses without the test images)",
+    )
+    p.add_argument("--limit", type=int, help="only the split's first N images")
     p.add_argument(
         "--calibration-samples",
         type=int,
@@ -69,7 +77,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         metavar="N",
         help=f"training images setting the ranges (default {DEFAULT_SAMPLES})",
     )
-    add_results_dir(p, "int8_sensitivity_<run>.json and .md")
+    add_results_dir(p, "int8_sensitivity_<run>[_val].json and .md")
     args = p.parse_args(argv)
     args.sweep = [_pair(s) for s in args.sweep]
     if args.limit is not None and args.limit < 1:
@@ -77,6 +85,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     if any(n < 0 for n in args.keep_wide):
         raise UserError(f"--keep-wide: counts must be >= 0, got {args.keep_wide}")
     return args
+
+
+def results_name(run_name: str, split: str) -> str:
+    """The results' file name without its suffix: the test split's keeps the historical name."""
+    return f"int8_sensitivity_{run_name}" + ("" if split == "test" else f"_{split}")
 
 
 @cli
@@ -90,13 +103,14 @@ def main(argv: list[str] | None = None) -> int:
     from mobile_skin.quant.sensitivity import run_report
 
     opened = open_run(args.run, args.data)
-    out = args.out / f"int8_sensitivity_{opened.paths.root.name}"
+    out = args.out / results_name(opened.paths.root.name, args.split)
     written = run_report(
         opened,
         out,
         sweep=args.sweep,
         per_tensor=not args.no_per_tensor,
         keep_wide=args.keep_wide,
+        split=args.split,
         limit=args.limit,
         calibration_samples=args.calibration_samples,
         command=shlex.join(["python", "benchmarks/int8_sensitivity.py", *argv]),

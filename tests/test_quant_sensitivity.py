@@ -62,24 +62,27 @@ def test_tensor_sensitivity_ranks_most_harmful_first(probe, monkeypatch):
 
 
 def test_script_writes_tables_and_rejects_bad_flags(smoke_run, dotted_run, tmp_path, capsys):
-    """The tables, named after the run whole (``runs/v1.2`` gives ``int8_sensitivity_v1.2.json``,
-    not ``int8_sensitivity_v1.json``), with the command and the machine's int8-relevant CPU
-    features beside them; bad flags are one-line errors."""
+    """The tables of the split asked for, named after the run whole (``runs/v1.2`` gives
+    ``int8_sensitivity_v1.2_val.json``, not ``int8_sensitivity_v1.json``), with the command and
+    the machine's int8-relevant CPU features beside them; bad flags are one-line errors."""
     from mobile_skin.common.machine import headline
 
-    argv = [str(dotted_run), "--limit", "8", "--no-per-tensor", "--sweep", "8,8", "16,16",
-            "--calibration-samples", "14", "--out", str(tmp_path)]  # fmt: skip
+    argv = [str(dotted_run), "--split", "val", "--limit", "8", "--no-per-tensor", "--sweep", "8,8",
+            "16,16", "--calibration-samples", "14", "--out", str(tmp_path)]  # fmt: skip
     assert int8_sensitivity.main(argv) == 0
     # --out is a directory; the names keep the run's whole name
-    json_file, md = tmp_path / "int8_sensitivity_v1.2.json", tmp_path / "int8_sensitivity_v1.2.md"
+    json_file, md = (tmp_path / f"int8_sensitivity_v1.2_val{e}" for e in (".json", ".md"))
     assert sorted(p.name for p in tmp_path.glob("int8_sensitivity_*")) == [
-        "int8_sensitivity_v1.2.json", "int8_sensitivity_v1.2.md"
+        "int8_sensitivity_v1.2_val.json", "int8_sensitivity_v1.2_val.md"
     ]  # fmt: skip
+    assert int8_sensitivity.results_name("v1.2", "test") == "int8_sensitivity_v1.2"
     data = json.loads(json_file.read_text())
     (rows,) = data["sections"].values()
     assert [r["name"] for r in rows] == ["activations 8, weights 8", "activations 16, weights 16"]
-    assert data["test_images"] == 8 and all(0 <= r["agreement"] <= 1 for r in rows)
+    assert data["split"] == "val" and data["images"] == 8
+    assert all(0 <= r["agreement"] <= 1 for r in rows)
     assert "| activations 8, weights 8 |" in md.read_text()
+    assert md.read_text().startswith("# Int8 sensitivity: v1.2, 8 val images")
     # The command that made the tables, flags included, is written beside them.
     flags = f"--sweep 8,8 16,16 --calibration-samples 14 --out {tmp_path}"
     assert data["command"].endswith(flags)
@@ -98,4 +101,8 @@ def test_script_writes_tables_and_rejects_bad_flags(smoke_run, dotted_run, tmp_p
         assert exit_info.value.code == 2
         err = capsys.readouterr().err.strip()
         assert message in err and len(err.splitlines()) == 1, err
+    with pytest.raises(SystemExit) as exit_info:  # argparse's choices: usage, then the error
+        int8_sensitivity.main([str(smoke_run.root), "--split", "train"])
+    assert exit_info.value.code == 2
+    assert "argument --split: invalid choice: 'train'" in capsys.readouterr().err
     assert np.isfinite(rows[0]["mean_dp"])

@@ -1,9 +1,10 @@
-"""Where int8 agreement is lost: fake-quant bit-width experiments on a run's test split.
+"""Where int8 agreement is lost: fake-quant bit-width experiments on one of a run's splits.
 
 The QAT graph of :mod:`mobile_skin.quant.qat` (calibrated, not fine-tuned) emulates the int8 TFLite
 file: on the 160-px run both flip the same number of test images (53 of 998). Its fake-quant ops
 take their bit width from each quantizer, so re-running the test split with some quantizers at
-16 bits (about float for this purpose) answers what converting files cannot cheaply:
+16 bits (about float for this purpose) answers what converting files cannot cheaply. The test
+split by default; the validation split chooses a float region without looking at the test images:
 
 - :meth:`Probe.evaluate` with ``activation_bits`` / ``weight_bits``: how far int8 is from what
   wider activations or weights would give (the floor of an int8 format);
@@ -12,7 +13,7 @@ take their bit width from each quantizer, so re-running the test split with some
 - :func:`most_harmful_wide`: the N most sensitive tensors at 16 bits, the rest at 8: what
   keeping a few tensors in higher precision (a float island in the file) could buy.
 
-Rows report ``flips`` (test images whose top-1 differs from the float model's), ``agreement``,
+Rows report ``flips`` (images whose top-1 differs from the float model's), ``agreement``,
 ``mean_dp`` (mean over images of the largest probability difference) and balanced accuracy.
 ``benchmarks/int8_sensitivity.py`` is the command line; results: ``reports/int8_profile.md``.
 """
@@ -27,6 +28,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 import tensorflow_model_optimization as tfmot
 
+from mobile_skin.common.errors import UserError
 from mobile_skin.contract.encoding import CLASSES
 from mobile_skin.contract.spec import IMAGE_INPUT
 from mobile_skin.model.metrics import classification_report
@@ -87,7 +89,7 @@ def _key(quantizer, weights) -> str:
 
 @dataclass
 class Row:
-    """One experiment on the test split."""
+    """One experiment on the probe's split."""
 
     name: str
     flips: int
@@ -97,12 +99,12 @@ class Row:
 
 
 class Probe:
-    """A calibrated fake-quant model and the test inputs, float probabilities and labels.
+    """A calibrated fake-quant model and one split's inputs, float probabilities and labels.
 
     Args:
         qat_model: from :func:`mobile_skin.quant.qat.build_qat_model`, ranges set by
             :func:`mobile_skin.quant.qat.calibrate`.
-        batches: test inputs (dicts of arrays by input name), in order.
+        batches: the split's inputs (dicts of arrays by input name), in order.
         reference: the float model's probabilities for them, (N, C).
         labels: true class indices, (N,).
     """
@@ -198,17 +200,19 @@ def most_harmful_wide(probe: Probe, ranking: Sequence[str], counts: Sequence[int
 def probe_run(
     run: RunData,
     *,
+    split: str = "test",
     calibration_samples: int = DEFAULT_SAMPLES,
     limit: int | None = None,
     log: Callable[[str], None] = print,
 ) -> Probe:
-    """The exporter's calibrated QAT graph of a run's model, over its test split.
+    """The exporter's calibrated QAT graph of a run's model, over one of its splits.
 
     Args:
         run: the training run, opened with its data (:func:`mobile_skin.data.run.open_run`).
+        split: the split whose images are run (:data:`SPLITS`).
         calibration_samples: training images (drawn per class) setting the ranges, as the
             int8 export draws them.
-        limit: only the first ``limit`` test images (for quick looks and tests).
+        limit: only the split's first ``limit`` images (for quick looks and tests).
         log: where progress lines go.
     """
     from mobile_skin.contract.pipeline import make_dataset
@@ -218,16 +222,18 @@ def probe_run(
     from mobile_skin.quant import edge_model
     from mobile_skin.quant.calibration import calibration_frame
 
-    paths, spec, test = run.paths, run.spec, run.rows("test")
+    if split not in parity.SPLITS:
+        raise UserError(f"--split: unknown split {split!r}; choose from {', '.join(parity.SPLITS)}")
+    paths, spec, rows = run.paths, run.spec, run.rows(split)
     model = load_model(paths.best_model)
-    data = {"test": parity.SplitData.from_frame("test", test, spec)}
+    data = {split: parity.SplitData.from_frame(split, rows, spec)}
     keras = KerasRuntime(model, paths.best_model)
     references, _ = parity.keras_reference(
         paths.best_model, paths.export_root, keras, data, spec, latency_runs=0, log=log
     )
-    reference = references["test"]
+    reference = references[split]
     if limit is not None:
-        test, reference = test.head(limit), reference[:limit]
+        rows, reference = rows.head(limit), reference[:limit]
     qat_model, _ = qat.build_qat_model(edge_model.to_edge_model(model))
     calib_rows = calibration_frame(run.rows("train"), calibration_samples, run.cfg.data.seed)
     batches = make_dataset(
@@ -236,11 +242,11 @@ def probe_run(
     # min/max, as TFLite's post-training calibration sets them (what --int8 files compute).
     ranges = len(qat.calibrate(qat_model, batches, method="minmax"))
     log(f"{ranges} ranges calibrated on {len(calib_rows)} images (min/max)")
-    test_batches = make_dataset(
-        test, spec.image_size, 100, encoding=spec.encoding, cache=False, labels=False
+    split_batches = make_dataset(
+        rows, spec.image_size, 100, encoding=spec.encoding, cache=False, labels=False
     )
-    inputs = [{k: v.numpy() for k, v in b.items()} for b in test_batches]
-    return Probe(qat_model, inputs, reference, test["label"].to_numpy())
+    inputs = [{k: v.numpy() for k, v in b.items()} for b in split_batches]
+    return Probe(qat_model, inputs, reference, rows["label"].to_numpy())
 
 
 def rows_to_dicts(rows: Sequence[Row]) -> list[dict]:
@@ -273,6 +279,7 @@ def run_report(
     sweep: Sequence[tuple[int, int]],
     per_tensor: bool,
     keep_wide: Sequence[int],
+    split: str = "test",
     limit: int | None = None,
     calibration_samples: int = DEFAULT_SAMPLES,
     command: str = "python benchmarks/int8_sensitivity.py",
@@ -291,9 +298,11 @@ def run_report(
     from mobile_skin.common.fileio import shown_path, suffixed, write_json, write_text
     from mobile_skin.common.machine import describe, headline
 
-    probe = probe_run(run, calibration_samples=calibration_samples, limit=limit, log=log)
+    probe = probe_run(
+        run, split=split, calibration_samples=calibration_samples, limit=limit, log=log
+    )
     n = len(probe.labels)
-    log(f"{len(probe.activation_keys)} activation tensors; {n} test images")
+    log(f"{len(probe.activation_keys)} activation tensors; {n} {split} images")
     sections: dict[str, list[Row]] = {"Bit widths (all activations / all weights)": []}
     for a, w in tqdm(sweep, desc="bit widths", leave=False):
         sections["Bit widths (all activations / all weights)"] += bit_sweep(probe, [(a, w)])
@@ -309,9 +318,9 @@ def run_report(
     out = Path(out_prefix)
     machine = describe()
     header = (
-        f"# Int8 sensitivity: {run.paths.root.name}, {n} test images\n\n"
+        f"# Int8 sensitivity: {run.paths.root.name}, {n} {split} images\n\n"
         f"Fake-quant emulation of the int8 export (calibrated on {calibration_samples} training "
-        f"images, not fine-tuned); 'flips' are test images whose top-1 differs from the float "
+        f"images, not fine-tuned); 'flips' are {split} images whose top-1 differs from the float "
         f"model's. Machine: {headline(machine)}. Command: `{command}`."
     )
     return [
@@ -320,7 +329,8 @@ def run_report(
             {
                 "run": shown_path(run.paths.root),
                 "command": command,
-                "test_images": n,
+                "split": split,
+                "images": n,
                 "calibration_samples": calibration_samples,
                 "machine": machine,
                 "sections": {t: rows_to_dicts(rows) for t, rows in sections.items()},
