@@ -3,8 +3,9 @@
 The QAT graph of :mod:`mobile_skin.quant.qat` (calibrated, not fine-tuned) emulates the int8 TFLite
 file: on the 160-px run both flip the same number of test images (53 of 998). Its fake-quant ops
 take their bit width from each quantizer, so re-running the test split with some quantizers at
-16 bits (about float for this purpose) answers what converting files cannot cheaply. The test
-split by default; the validation split chooses a float region without looking at the test images:
+16 bits (about float for this purpose) answers what converting files cannot cheaply (on the test
+split by default, or on the validation split, which chooses a float region without the test
+images):
 
 - :meth:`Probe.evaluate` with ``activation_bits`` / ``weight_bits``: how far int8 is from what
   wider activations or weights would give (the floor of an int8 format);
@@ -209,7 +210,7 @@ def probe_run(
 
     Args:
         run: the training run, opened with its data (:func:`mobile_skin.data.run.open_run`).
-        split: the split whose images are run (:data:`SPLITS`).
+        split: the split whose images are run: ``test`` or ``val`` (the parity gate's splits).
         calibration_samples: training images (drawn per class) setting the ranges, as the
             int8 export draws them.
         limit: only the split's first ``limit`` images (for quick looks and tests).
