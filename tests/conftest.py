@@ -32,16 +32,27 @@ def smoke_run(tmp_path_factory, synthetic_root) -> RunPaths:
     return RunPaths(out)
 
 
-@pytest.fixture
-def dotted_run(smoke_run, tmp_path) -> Path:
-    """A copy of the smoke run (its model, config and split; no exports) in a directory named
-    ``v1.2``: a run name with a dot, which file names derived from it must keep whole."""
-    out = tmp_path / "runs" / "v1.2"
+def _copy_run(smoke_run: RunPaths, out: Path) -> Path:
+    """The smoke run's model, config and split copied to ``out`` (no exports, checkpoints,
+    TensorBoard logs or figures)."""
     shutil.copytree(
         smoke_run.root, out,
         ignore=shutil.ignore_patterns("export", "checkpoint", "tensorboard", "figures"),
     )  # fmt: skip
     return out
+
+
+@pytest.fixture
+def run_copy(smoke_run, tmp_path) -> Path:
+    """A copy of the smoke run that a test may change (:func:`_copy_run`)."""
+    return _copy_run(smoke_run, tmp_path / "run")
+
+
+@pytest.fixture
+def dotted_run(smoke_run, tmp_path) -> Path:
+    """A copy of the smoke run (:func:`_copy_run`) in a directory named ``v1.2``: a run name
+    with a dot, which file names derived from it must keep whole."""
+    return _copy_run(smoke_run, tmp_path / "runs" / "v1.2")
 
 
 @pytest.fixture(scope="session")

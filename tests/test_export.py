@@ -145,17 +145,6 @@ def test_parity_table_names_the_machine_and_every_format(smoke_run, exported):
             assert split["masked"]["as given"]["balanced_accuracy"] == split["balanced_accuracy"]
 
 
-@pytest.fixture
-def run_copy(smoke_run, tmp_path):
-    out = tmp_path / "run"
-    shutil.copytree(
-        smoke_run.root,
-        out,
-        ignore=shutil.ignore_patterns("export", "checkpoint", "tensorboard", "figures"),
-    )
-    return out
-
-
 def test_a_damaged_model_fails_the_gate_with_exit_1_and_a_failed_name(
     run_copy, monkeypatch, capsys
 ):
