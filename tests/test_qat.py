@@ -393,6 +393,7 @@ def test_the_int8_comparisons_float_regions_name_layers_of_the_real_graph(smoke)
     assert covered["block0"] < covered["block1"] < covered["block2"]
     assert "expanded_conv_1/expand" in covered["block1"]
     assert "expanded_conv_2/expand" not in covered["block1"]
+    assert covered["block2_late"] == covered["block2"] | late
     exporters_start = get_backbone(smoke[1].backbone).int8_float_prefix
     assert FLOAT_REGIONS["block2"]["prefix_end"] == exporters_start
 
