@@ -100,7 +100,7 @@ def test_quantized_files_are_smaller_and_int8_is_integer(smoke_run, exported):
     assert ops["CONV_2D:float32"] == 6 and ops["DEPTHWISE_CONV_2D:float32"] == 4, ops
     assert ops["CONV_2D:int8"] > 35 and ops["DEPTHWISE_CONV_2D:int8"] > 25, ops
     lines = quant["qat_layers"]  # and the spec says so in words
-    assert "Conv2D x 6: float32, not fake-quantized (the float start the int8 file keeps)" in lines
+    assert "Conv2D x 6: float32, not fake-quantized (a float region the int8 file keeps)" in lines
     assert not any("None" in line for line in lines), lines
     onnx_quant = ModelSpec.load(smoke_run.export("onnx_int8")).quantization
     assert onnx_quant["ops"]["QuantizeLinear"] > 0 and onnx_quant["quant_format"] == "QDQ"
@@ -199,6 +199,11 @@ def test_a_damaged_model_fails_the_gate_with_exit_1_and_a_failed_name(
         ),
         ("to_tflite.py", ["{run}", "--qat", "--qat-lr", "0"], "--qat-lr > 0 (got 0.0)"),
         ("to_onnx.py", ["{run}", "--all-int8"], "--all-int8 only applies with --int8"),
+        (
+            "to_tflite.py",
+            ["{run}", "--dynamic", "--float-tail"],
+            "--float-tail only applies to TFLite int8 (--int8)",
+        ),
     ],
 )
 def test_bad_input_is_one_line_and_exit_2(script, args, message, smoke_run, tmp_path, capsys):
@@ -272,6 +277,69 @@ def test_qat_calibrates_on_the_requested_number_of_images(run_copy, qat_spy):
             log=lambda _m: None,
         )  # fmt: skip
     assert qat_spy["kwargs"]["calibration_samples"] == 21
+
+
+def test_float_tail_reaches_qat_as_a_float_region(run_copy, qat_spy):
+    """``--float-tail`` adds MobileNetV3's late tail to the float start QAT keeps; without it,
+    the start alone."""
+    from mobile_skin.export.cli import parse_tflite_args
+    from mobile_skin.export.exporter import export_formats
+    from mobile_skin.quant.qat_scheme import FloatRegions
+
+    for argv, tail in ((["--float-tail"], ("expanded_conv_12/expand",)), ([], ())):
+        args = parse_tflite_args([str(run_copy), "--int8", *argv])
+        with pytest.raises(_Stop):
+            export_formats(
+                RunPaths(run_copy), [args.format], calibration_samples=14, verify=False,
+                float_tail=args.float_tail, log=lambda _m: None,
+            )  # fmt: skip
+        want = FloatRegions(prefix_end="expanded_conv_2/Add", tail_start=tail)
+        assert qat_spy["kwargs"]["float_regions"] == want
+    with pytest.raises(UserError, match="--float-tail only applies to TFLite int8"):
+        export_formats(RunPaths(run_copy), ["tflite_int8", "onnx_int8"], float_tail=True)
+
+
+def test_a_failed_int8_export_suggests_the_float_tail(run_copy, monkeypatch):
+    """When the int8 TFLite file fails the gate, the exporter names ``--float-tail``; not when
+    the tail was already float."""
+    from types import SimpleNamespace
+
+    from mobile_skin.export import exporter
+
+    def failed(paths, fmt, *args):
+        return SimpleNamespace(format=fmt, status=FAIL)
+
+    monkeypatch.setattr(exporter, "_export_one", failed)
+    for float_tail, hinted in ((False, True), (True, False)):
+        log: list[str] = []
+        exporter.export_formats(
+            RunPaths(run_copy), ["tflite_int8"], calibration_samples=14, verify=False,
+            float_tail=float_tail, log=log.append,
+        )  # fmt: skip
+        assert any(m.strip().startswith("--float-tail keeps more answers") for m in log) == hinted
+
+
+def test_float_tail_file_keeps_the_late_blocks_and_the_attention_float(run_copy):
+    """The int8 file ``--float-tail`` writes: besides the start's, every convolution of blocks
+    12-14 and the attention is float, its spec names the tail, and the middle stays int8."""
+    from mobile_skin.export.exporter import export_formats
+
+    (row,) = export_formats(
+        RunPaths(run_copy), ["tflite_int8"], calibration_samples=14, qat_epochs=0,
+        verify=False, float_tail=True, log=lambda _m: None,
+    )  # fmt: skip
+    quant = ModelSpec.load(RunPaths(run_copy).export("tflite_int8")).quantization
+    assert quant["float_prefix"] == "expanded_conv_2/Add"
+    assert quant["float_tail"] == ["expanded_conv_12/expand"]
+    ops = quant["ops"]
+    # the start's 6 convolutions and 4 depthwise ones (as without the tail); blocks 12 and 13's
+    # expansion, squeeze-excite pair and projection and their depthwise convolution and two
+    # hard-swishes (which convert to depthwise ones); of block 14, cut short by the 240 layers,
+    # its expansion and hard-swish; the attention's two convolutions
+    assert ops["CONV_2D:float32"] == 6 + 2 * 4 + 1 + 2, ops
+    assert ops["DEPTHWISE_CONV_2D:float32"] == 4 + 2 * 3 + 1, ops
+    assert ops["CONV_2D:int8"] > 20, ops
+    assert row.status == UNVERIFIED
 
 
 def test_a_tflite_file_that_travels_alone_still_runs(smoke_run, exported, tmp_path, capsys):

@@ -8,7 +8,9 @@ For format ``fmt`` it
    (and, for ``tflite_int8``, through :func:`mobile_skin.quant.qat.quantize_aware`: least-squares
    ranges and distillation to the float model, the best of the int8 recipes compared in
    reports/int8.md); int8 files keep the backbone's start in float
-   (``Backbone.int8_float_prefix``) unless ``float_prefix=False`` (``--all-int8``);
+   (``Backbone.int8_float_prefix``) unless ``float_prefix=False`` (``--all-int8``), and with
+   ``float_tail=True`` (``--float-tail``, TFLite only) its late tail too
+   (``Backbone.int8_float_tail``);
 2. draws the calibration samples for int8 formats (:mod:`mobile_skin.quant.calibration`);
 3. converts (:mod:`mobile_skin.export.convert_tflite`, :mod:`mobile_skin.export.convert_onnx`) and
    writes ``<run>/export/<fmt>/model.tflite`` or ``model.onnx`` atomically, with ``model_spec.json``
@@ -82,6 +84,7 @@ def export_formats(
     qat_epochs: int | None = None,
     qat_learning_rate: float | None = None,
     float_prefix: bool = True,
+    float_tail: bool = False,
     log: Log = print,
 ) -> list[ParityRow]:
     """Export the run's model to several formats, loading the model, data and reference once.
@@ -104,6 +107,9 @@ def export_formats(
         float_prefix: int8 files keep the backbone's start in float
             (:attr:`mobile_skin.model.network.Backbone.int8_float_prefix`); False: the whole body
             int8.
+        float_tail: the int8 TFLite file keeps the backbone's late tail in float too
+            (:attr:`mobile_skin.model.network.Backbone.int8_float_tail`): more answers kept, at
+            a cost in speed and size (reports/int8.md, section 6).
         log: where progress goes.
 
     Returns:
@@ -114,15 +120,20 @@ def export_formats(
             checked before any slow step.
     """
     opset, qat_options = _check_options(
-        formats, calibration_samples, opset, qat_epochs, qat_learning_rate, float_prefix
-    )
+        formats, calibration_samples, opset, qat_epochs, qat_learning_rate, float_prefix,
+        float_tail,
+    )  # fmt: skip
     int8 = any(FORMATS[f].mode == "int8" for f in formats)
     qat = [f for f in formats if FORMATS[f].qat]
     if not paths.best_model.is_file():
         raise UserError(f"{paths.best_model}: model file not found (did training finish?)")
 
     cfg, spec, frame, split = load_run_data(paths, data_dir)
-    prefix = get_backbone(cfg.model.backbone).int8_float_prefix if float_prefix else None
+    backbone = get_backbone(cfg.model.backbone)
+    prefix = backbone.int8_float_prefix if float_prefix else None
+    tail = backbone.int8_float_tail if float_tail else ()
+    if float_tail and not tail:
+        raise UserError(f"--float-tail: no float tail is defined for {backbone.name}")
     model = load_model(paths.best_model)
     gate = None
     if verify:  # the reference comes first: later steps may change ``model`` in place
@@ -155,16 +166,35 @@ def export_formats(
             cfg, spec, train, subset(frame, split, "val"), paths.export(qat[0])
         )
         qat_options["calibration_samples"] = calibration_samples
-        if prefix:
+        if prefix or tail:
             from mobile_skin.quant.qat_scheme import FloatRegions
 
-            qat_options["float_regions"] = FloatRegions(prefix_end=prefix)
-    return [
+            qat_options["float_regions"] = FloatRegions(prefix_end=prefix, tail_start=tail)
+    rows = [
         _export_one(
-            paths, fmt, model, spec, samples, opset, gate, log, qat_data, qat_options, prefix
+            paths,
+            fmt,
+            model,
+            spec,
+            samples,
+            opset,
+            gate,
+            log,
+            qat_data,
+            qat_options,
+            prefix,
+            tail if FORMATS[fmt].qat else (),
         )
         for fmt in formats
     ]
+    if (
+        backbone.int8_float_tail
+        and not float_tail
+        and any(r.status == parity.FAIL and FORMATS[r.format].qat for r in rows)
+    ):
+        log("  --float-tail keeps more answers: the late blocks float too, slower and larger "
+            "(reports/int8.md, section 6)")  # fmt: skip
+    return rows
 
 
 def _check_options(
@@ -174,6 +204,7 @@ def _check_options(
     qat_epochs: int | None,
     qat_learning_rate: float | None,
     float_prefix: bool,
+    float_tail: bool = False,
 ) -> tuple[int | None, dict]:
     """Check :func:`export_formats`' options before any slow step; return the ONNX opset (None
     without an ONNX format) and the options of quantization-aware training that were given.
@@ -196,6 +227,9 @@ def _check_options(
         raise UserError("--qat-epochs and --qat-lr only apply with --int8 (or --qat)")
     if not float_prefix and not int8:
         raise UserError("--all-int8 only applies with --int8")
+    onnx = any(FORMATS[f].runtime == "onnx" for f in formats)
+    if float_tail and (onnx or not any(FORMATS[f].qat for f in formats)):
+        raise UserError("--float-tail only applies to TFLite int8 (--int8)")
     if (qat_epochs is not None and qat_epochs < 0) or (
         qat_learning_rate is not None and not qat_learning_rate > 0
     ):
@@ -234,6 +268,7 @@ def _export_one(
     qat_data=None,
     qat_options=None,
     float_prefix: str | None = None,
+    float_tail: tuple[str, ...] = (),
 ):
     mode = FORMATS[fmt].mode
     edge = float_edge = edge_model.to_edge_model(model)
@@ -259,6 +294,7 @@ def _export_one(
     if mode == "int8":
         info.setdefault("calibration", {})["samples"] = len(samples)
         info["float_prefix"] = float_prefix
+        info["float_tail"] = list(float_tail) or None
     seconds, mb = time.perf_counter() - start, target.stat().st_size / 1e6
     log(f"wrote {target} ({mb:.2f} MB) in {seconds:.0f} s")
     export_spec = replace(

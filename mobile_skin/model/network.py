@@ -44,6 +44,8 @@ class Backbone:
             -> (t, application)``; ``weights`` is ``"imagenet"`` or None.
         int8_float_prefix: the last layer of the network's start that full-integer exports keep
             in float (it and every layer before it); None: the whole body int8.
+        int8_float_tail: the first layers of the network's late tail that ``--float-tail``
+            keeps in float too (they and every layer after them); empty: no such option.
     """
 
     name: str
@@ -51,6 +53,7 @@ class Backbone:
     min_size: int
     features: Callable[[tf.Tensor, str | None, ModelConfig], tuple[tf.Tensor, tf_keras.Model]]
     int8_float_prefix: str | None = None
+    int8_float_tail: tuple[str, ...] = ()
 
 
 def _mobilenet_v3_large(image, weights, cfg: ModelConfig):
@@ -90,8 +93,17 @@ BACKBONES: dict[str, Backbone] = {
     for b in (
         # The stem and the first three inverted-residual blocks in float (10 of the 77
         # convolutions): the tensors where int8 rounding costs the most answers, at no
-        # measurable cost in speed (reports/int8.md, sections 2 and 6).
-        Backbone("mobilenet_v3_large_240", 224, 32, _mobilenet_v3_large, "expanded_conv_2/Add"),
+        # measurable cost in speed (reports/int8.md, sections 2 and 6). --float-tail keeps the
+        # last three blocks and the attention float too: where a model whose int8 file fails
+        # loses its answers, at about 0.9x float32 and twice the size (reports/int8.md, section 6).
+        Backbone(
+            "mobilenet_v3_large_240",
+            224,
+            32,
+            _mobilenet_v3_large,
+            int8_float_prefix="expanded_conv_2/Add",
+            int8_float_tail=("expanded_conv_12/expand",),
+        ),
         Backbone("densenet201", 224, 32, _densenet201),
         Backbone("inception_resnet_v2", 299, 75, _inception_resnet_v2),
     )

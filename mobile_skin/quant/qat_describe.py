@@ -38,7 +38,7 @@ def describe(qat_model: tf_keras.Model, origin: dict[str, str]) -> list[str]:
             how = (
                 f"float32 {op}, not fake-quantized (the int8 file keeps it in float)"
                 if op
-                else "float32, not fake-quantized (the float start the int8 file keeps)"
+                else "float32, not fake-quantized (a float region the int8 file keeps)"
             )
             groups[(type(layer).__name__, how)] += 1
         elif type(layer).__name__ == "QuantizeLayer":
