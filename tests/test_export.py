@@ -199,11 +199,8 @@ def test_a_damaged_model_fails_the_gate_with_exit_1_and_a_failed_name(
         ),
         ("to_tflite.py", ["{run}", "--qat", "--qat-lr", "0"], "--qat-lr > 0 (got 0.0)"),
         ("to_onnx.py", ["{run}", "--all-int8"], "--all-int8 only applies with --int8"),
-        (
-            "to_tflite.py",
-            ["{run}", "--dynamic", "--float-tail"],
-            "--float-tail only applies to TFLite int8 (--int8)",
-        ),
+        ("to_tflite.py", ["{run}", "--dynamic", "--float-tail"], "--float-tail only applies"),
+        ("to_onnx.py", ["{run}", "--float-tail"], "--float-tail only applies with --int8"),
     ],
 )
 def test_bad_input_is_one_line_and_exit_2(script, args, message, smoke_run, tmp_path, capsys):
@@ -295,8 +292,8 @@ def test_float_tail_reaches_qat_as_a_float_region(run_copy, qat_spy):
             )  # fmt: skip
         want = FloatRegions(prefix_end="expanded_conv_2/Add", tail_start=tail)
         assert qat_spy["kwargs"]["float_regions"] == want
-    with pytest.raises(UserError, match="--float-tail only applies to TFLite int8"):
-        export_formats(RunPaths(run_copy), ["tflite_int8", "onnx_int8"], float_tail=True)
+    with pytest.raises(UserError, match="--float-tail only applies with --int8"):
+        export_formats(RunPaths(run_copy), ["tflite_fp32", "onnx_fp32"], float_tail=True)
 
 
 def test_a_failed_int8_export_suggests_the_float_tail(run_copy, monkeypatch):
@@ -319,15 +316,27 @@ def test_a_failed_int8_export_suggests_the_float_tail(run_copy, monkeypatch):
         assert any(m.strip().startswith("--float-tail keeps more answers") for m in log) == hinted
 
 
-def test_float_tail_file_keeps_the_late_blocks_and_the_attention_float(run_copy):
-    """The int8 file ``--float-tail`` writes: besides the start's, every convolution of blocks
-    12-14 and the attention is float, its spec names the tail, and the middle stays int8."""
+def test_float_tail_files_keep_the_late_blocks_and_the_attention_float(run_copy):
+    """The int8 files ``--float-tail`` writes: besides the start's, every convolution of blocks
+    12-14 and the attention is float, the spec names the tail, and the middle stays int8."""
     from mobile_skin.export.exporter import export_formats
 
-    (row,) = export_formats(
-        RunPaths(run_copy), ["tflite_int8"], calibration_samples=14, qat_epochs=0,
+    row, onnx_row = export_formats(
+        RunPaths(run_copy), ["tflite_int8", "onnx_int8"], calibration_samples=14, qat_epochs=0,
         verify=False, float_tail=True, log=lambda _m: None,
     )  # fmt: skip
+    onnx_quant = ModelSpec.load(RunPaths(run_copy).export("onnx_int8")).quantization
+    assert onnx_quant["float_tail"] == ["expanded_conv_12/expand"]
+    graph = onnx.load(RunPaths(run_copy).export("onnx_int8") / onnx_row.file).graph
+    producer = {o: n.op_type for n in graph.node for o in n.output}
+    weights = {  # where each convolution's weights come from: float initializer or int8
+        n.name: producer.get(n.input[1], "initializer") for n in graph.node if n.op_type == "Conv"
+    }
+    for layer, source in (("expanded_conv_2/expand", "initializer"),
+                          ("expanded_conv_11/expand", "DequantizeLinear"),
+                          ("expanded_conv_12/expand", "initializer"),
+                          ("expanded_conv_13/project", "initializer")):  # fmt: skip
+        assert {s for name, s in weights.items() if f"/{layer}/" in name} == {source}, layer
     quant = ModelSpec.load(RunPaths(run_copy).export("tflite_int8")).quantization
     assert quant["float_prefix"] == "expanded_conv_2/Add"
     assert quant["float_tail"] == ["expanded_conv_12/expand"]
@@ -339,7 +348,7 @@ def test_float_tail_file_keeps_the_late_blocks_and_the_attention_float(run_copy)
     assert ops["CONV_2D:float32"] == 6 + 2 * 4 + 1 + 2, ops
     assert ops["DEPTHWISE_CONV_2D:float32"] == 4 + 2 * 3 + 1, ops
     assert ops["CONV_2D:int8"] > 20, ops
-    assert row.status == UNVERIFIED
+    assert row.status == onnx_row.status == UNVERIFIED
 
 
 def test_a_tflite_file_that_travels_alone_still_runs(smoke_run, exported, tmp_path, capsys):

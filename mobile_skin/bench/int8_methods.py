@@ -27,15 +27,16 @@ Recipes (every one keeps the exporter's float head,
 - ``qat{E}``: quantization-aware training (:mod:`mobile_skin.quant.qat`) for ``E`` epochs (``qat0``:
   the least-squares ranges alone, no training); ``qat{E}_{REGION}`` keeps a region of
   :data:`FLOAT_REGIONS` float too (``qat8_block2+lbc`` is what ``export/to_tflite.py --int8``
-  writes; ``qat8_block0+lbc`` was); ``qat{E}_block0_lsq`` also trains the activation ranges
+  writes, ``qat8_block2_late+lbc`` what ``--int8 --float-tail`` does; ``qat8_block0+lbc``
+  was); ``qat{E}_block0_lsq`` also trains the activation ranges
   (:mod:`mobile_skin.quant.learned_ranges`);
 - ``NAME+lbc``: recipe ``NAME`` with the float head's bias corrected for the mean logit shift on
   the calibration images (:mod:`mobile_skin.quant.logit_correction`); ``NAME+ce`` with the shift
   fitted by cross-entropy instead (its ``cross_entropy`` estimator);
 - ``onnx_u8s8_ls_lbc``: onnxruntime's static quantization with the exporter's recipe
   (:func:`mobile_skin.export.convert_onnx.quantize_onnx`), ``_block2`` / ``_block0`` / ``_stem``
-  with that float start (``onnx_u8s8_ls_lbc_block2`` is what ``export/to_onnx.py --int8`` writes;
-  ``onnx_u8s8_ls_lbc_block0`` was); the other
+  with that float start (``onnx_u8s8_ls_lbc_block2`` is what ``export/to_onnx.py --int8`` writes,
+  ``_block2_late`` what ``--int8 --float-tail`` does; ``onnx_u8s8_ls_lbc_block0`` was); the other
   ``onnx_`` rows vary its parts (``_ce``: the cross-entropy estimator of the logit correction);
 - ``onnx_nncf``: NNCF post-training quantization of the ONNX file (``nncf``, the ``bench``
   extra), the exporter's float head, made U8S8 so onnxruntime fuses it (:func:`onnx_nncf`);
@@ -550,6 +551,15 @@ METHODS: dict[str, tuple[Callable[[Context], bytes], str]] = {
             c, float_prefix_end=float_regions("block2").prefix_end, logit_correction="mean_log"
         ),
         "ONNX: the exporter's recipe, stem and blocks 0-2 float (its default)",
+    ),
+    "onnx_u8s8_ls_lbc_block2_late": (
+        lambda c: onnx_int8(
+            c,
+            float_prefix_end=float_regions("block2_late").prefix_end,
+            float_tail_start=float_regions("block2_late").tail_start,
+            logit_correction="mean_log",
+        ),
+        "ONNX: the exporter's recipe, stem, blocks 0-2, blocks 12-14 and the attention float",
     ),
     "onnx_u8s8_ls_lbc_stem": (
         lambda c: onnx_int8(

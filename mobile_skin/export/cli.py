@@ -14,8 +14,8 @@ CPU cores; ``--qat-epochs 0`` takes a few minutes); ``--qat`` is another name fo
 ``RUN_DIR/export/tflite_<mode>/model.tflite`` with ``model_spec.json`` and ``labels.txt``, and the
 parity row in ``RUN_DIR/export/parity.md``.
 
-``export/to_onnx.py [RUN_DIR] [--opset N] [--int8 [--all-int8]] [--calibration-samples N]
-[--no-verify]``:
+``export/to_onnx.py [RUN_DIR] [--opset N] [--int8 [--all-int8] [--float-tail]]
+[--calibration-samples N] [--no-verify]``:
 ``RUN_DIR/export/onnx_<fp32|int8>/model.onnx`` likewise.
 """
 
@@ -38,8 +38,8 @@ ONNX_DESCRIPTION = (
 
 
 def add_shared_arguments(parser: argparse.ArgumentParser) -> None:
-    """The run directory, int8 calibration size, ``--all-int8``, ``--no-verify`` and
-    ``--data``."""
+    """The run directory, int8 calibration size, ``--all-int8``, ``--float-tail``,
+    ``--no-verify`` and ``--data``."""
     parser.add_argument("run", nargs="?", help="training run directory (default runs/latest)")
     parser.add_argument(
         "--calibration-samples",
@@ -56,6 +56,13 @@ def add_shared_arguments(parser: argparse.ArgumentParser) -> None:
         action="store_true",
         help="with --int8: quantize the network's start too (by default the stem and first "
         "three blocks stay float, which keeps more of the model's answers; see reports/int8.md)",
+    )
+    parser.add_argument(
+        "--float-tail",
+        action="store_true",
+        help="with --int8: keep the last three blocks and the attention in float too, for a "
+        "model whose int8 file fails the gate: more answers kept, about 0.9x float32 speed "
+        "instead of 0.75x and twice the size (see reports/int8.md)",
     )
     parser.add_argument("--no-verify", action="store_true", help="skip the parity gate (says so)")
     add_data_dir(parser)
@@ -79,13 +86,6 @@ def parse_tflite_args(argv: list[str] | None = None) -> argparse.Namespace:
         type=float,
         metavar="LR",
         help=f"with --int8: Adam learning rate (default {QAT_LEARNING_RATE:g})",
-    )
-    p.add_argument(
-        "--float-tail",
-        action="store_true",
-        help="with --int8: keep the last three blocks and the attention in float too, for a "
-        "model whose int8 file fails the gate: more answers kept, about 0.9x float32 speed "
-        "instead of 0.75x and twice the size (see reports/int8.md)",
     )
     args = p.parse_args(argv)
     qat = next(f for f in formats_of("tflite") if f.qat)
@@ -151,5 +151,6 @@ def onnx_main(argv: list[str] | None = None) -> int:
         verify=not args.no_verify,
         data_dir=args.data,
         float_prefix=not args.all_int8,
+        float_tail=args.float_tail,
     )
     return exit_status(row)

@@ -130,6 +130,7 @@ def quantize_onnx(
     ranges: str = "least_squares",
     logit_correction: str | None = lc.DEFAULT_ESTIMATOR,
     float_prefix_end: str | None = None,
+    float_tail_start: Sequence[str] = (),
 ) -> lc.Correction | None:
     """Statically quantize an fp32 ``onnx.ModelProto`` to 8 bits (QDQ) and write it to ``out_path``.
 
@@ -158,6 +159,8 @@ def quantize_onnx(
             (:data:`mobile_skin.quant.logit_correction.ESTIMATORS`) or None for none.
         float_prefix_end: a Keras layer name; the node computing it and every node it depends
             on stay float (:func:`prefix_nodes`). None: no float prefix.
+        float_tail_start: Keras layer names; their nodes and every node that depends on them
+            stay float (:func:`tail_nodes`). Empty: no float tail.
 
     Returns:
         The :class:`mobile_skin.quant.logit_correction.Correction` measured (None without one).
@@ -182,6 +185,8 @@ def quantize_onnx(
         keep_float = [n.name for n in graph.node if n.op_type in set(float_op_types)]
         if float_prefix_end:
             keep_float += prefix_nodes(graph, float_prefix_end)
+        for layer in float_tail_start:
+            keep_float += tail_nodes(graph, layer)
         options = dict(
             quant_format=QuantFormat.QDQ,
             per_channel=True,
@@ -233,6 +238,29 @@ def prefix_nodes(graph, layer: str) -> list[str]:
         if node.name not in seen:
             seen[node.name] = node
             todo.extend(producer[i] for i in node.input if i in producer)
+    return list(seen)
+
+
+def tail_nodes(graph, layer: str) -> list[str]:
+    """Names of the nodes tf2onnx made of Keras layer ``layer`` (their names hold ``/<layer>/``)
+    and of every node that depends on them.
+
+    Raises:
+        UserError: no node comes from ``layer``.
+    """
+    starts = [n for n in graph.node if f"/{layer}/" in n.name]
+    if not starts:
+        raise UserError(f"ONNX int8: no node of layer {layer!r} to start the float tail at")
+    consumers: dict[str, list] = {}
+    for n in graph.node:
+        for i in n.input:
+            consumers.setdefault(i, []).append(n)
+    todo, seen = list(starts), {}
+    while todo:
+        node = todo.pop()
+        if node.name not in seen:
+            seen[node.name] = node
+            todo.extend(c for out in node.output for c in consumers.get(out, ()))
     return list(seen)
 
 

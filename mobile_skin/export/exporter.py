@@ -9,8 +9,7 @@ For format ``fmt`` it
    ranges and distillation to the float model, the best of the int8 recipes compared in
    reports/int8.md); int8 files keep the backbone's start in float
    (``Backbone.int8_float_prefix``) unless ``float_prefix=False`` (``--all-int8``), and with
-   ``float_tail=True`` (``--float-tail``, TFLite only) its late tail too
-   (``Backbone.int8_float_tail``);
+   ``float_tail=True`` (``--float-tail``) its late tail too (``Backbone.int8_float_tail``);
 2. draws the calibration samples for int8 formats (:mod:`mobile_skin.quant.calibration`);
 3. converts (:mod:`mobile_skin.export.convert_tflite`, :mod:`mobile_skin.export.convert_onnx`) and
    writes ``<run>/export/<fmt>/model.tflite`` or ``model.onnx`` atomically, with ``model_spec.json``
@@ -107,7 +106,7 @@ def export_formats(
         float_prefix: int8 files keep the backbone's start in float
             (:attr:`mobile_skin.model.network.Backbone.int8_float_prefix`); False: the whole body
             int8.
-        float_tail: the int8 TFLite file keeps the backbone's late tail in float too
+        float_tail: int8 files keep the backbone's late tail in float too
             (:attr:`mobile_skin.model.network.Backbone.int8_float_tail`): more answers kept, at
             a cost in speed and size (reports/int8.md, section 6).
         log: where progress goes.
@@ -183,14 +182,14 @@ def export_formats(
             qat_data,
             qat_options,
             prefix,
-            tail if FORMATS[fmt].qat else (),
+            tail if FORMATS[fmt].mode == "int8" else (),
         )
         for fmt in formats
     ]
     if (
         backbone.int8_float_tail
         and not float_tail
-        and any(r.status == parity.FAIL and FORMATS[r.format].qat for r in rows)
+        and any(r.status == parity.FAIL and FORMATS[r.format].mode == "int8" for r in rows)
     ):
         log("  --float-tail keeps more answers: the late blocks float too, slower and larger "
             "(reports/int8.md, section 6)")  # fmt: skip
@@ -227,9 +226,8 @@ def _check_options(
         raise UserError("--qat-epochs and --qat-lr only apply with --int8 (or --qat)")
     if not float_prefix and not int8:
         raise UserError("--all-int8 only applies with --int8")
-    onnx = any(FORMATS[f].runtime == "onnx" for f in formats)
-    if float_tail and (onnx or not any(FORMATS[f].qat for f in formats)):
-        raise UserError("--float-tail only applies to TFLite int8 (--int8)")
+    if float_tail and not int8:
+        raise UserError("--float-tail only applies with --int8")
     if (qat_epochs is not None and qat_epochs < 0) or (
         qat_learning_rate is not None and not qat_learning_rate > 0
     ):
@@ -288,7 +286,7 @@ def _export_one(
     log(f"converting {paths.best_model} to {fmt} ...")
     info = convert(
         fmt, edge, spec, samples, target, opset=opset, float_model=float_edge,
-        float_prefix=float_prefix,
+        float_prefix=float_prefix, float_tail=float_tail,
     )  # fmt: skip
     info.update(extra)
     if mode == "int8":
@@ -366,6 +364,7 @@ def convert(
     float_model=None,
     quantization_aware: bool | None = None,
     float_prefix: str | None = None,
+    float_tail: Sequence[str] = (),
 ) -> dict:
     """Convert ``model`` (an edge model, :func:`mobile_skin.quant.edge_model.to_edge_model`) to
     format ``fmt`` and write it to ``target``; return its quantization details.
@@ -376,7 +375,8 @@ def convert(
     ``float_model``, the float model an int8 TFLite file's logit shift is corrected against (None:
     no correction); ``quantization_aware``, whether ``model`` carries QAT ranges (default: the
     table's ``qat``); ``float_prefix``, the Keras layer ending the float start of an int8 ONNX
-    file (a quantization-aware TFLite ``model`` carries its float layers already).
+    file, and ``float_tail``, the Keras layers starting its float tail (a quantization-aware
+    TFLite ``model`` carries its float layers already).
     """
     f = FORMATS[fmt]
     if f.runtime == "tflite":
@@ -387,7 +387,9 @@ def convert(
         from mobile_skin.export.convert_onnx import DEFAULT_OPSET
 
         opset = DEFAULT_OPSET
-    return _write_onnx(model, spec, f.mode, f.float_head, samples, target, opset, float_prefix)
+    return _write_onnx(
+        model, spec, f.mode, f.float_head, samples, target, opset, float_prefix, float_tail
+    )
 
 
 def _write_tflite(
@@ -415,8 +417,9 @@ def _write_tflite(
 
 
 def _write_onnx(
-    model, spec, mode, float_head: bool, samples, target: Path, opset: int, float_prefix=None
-) -> dict:
+    model, spec, mode, float_head: bool, samples, target: Path, opset: int, float_prefix=None,
+    float_tail=(),
+) -> dict:  # fmt: skip
     import onnx
 
     from mobile_skin.export.convert_onnx import (
@@ -434,8 +437,9 @@ def _write_onnx(
         correction = None
         if mode == "int8":
             correction = quantize_onnx(
-                proto, tmp, samples, float_ops, float_prefix_end=float_prefix
-            )
+                proto, tmp, samples, float_ops, float_prefix_end=float_prefix,
+                float_tail_start=float_tail,
+            )  # fmt: skip
         else:
             onnx.save(proto, tmp)
     info = onnx_quantization_info(target, mode, opset, len(samples) if samples else 0)
