@@ -394,8 +394,13 @@ def test_the_int8_comparisons_float_regions_name_layers_of_the_real_graph(smoke)
     assert "expanded_conv_1/expand" in covered["block1"]
     assert "expanded_conv_2/expand" not in covered["block1"]
     assert covered["block2_late"] == covered["block2"] | late
-    exporters_start = get_backbone(smoke[1].backbone).int8_float_prefix
-    assert FLOAT_REGIONS["block2"]["prefix_end"] == exporters_start
+    backbone = get_backbone(smoke[1].backbone)
+    assert FLOAT_REGIONS["block2"]["prefix_end"] == backbone.int8_float_prefix
+    # block2_late is what the exporters' --float-tail keeps float
+    assert FLOAT_REGIONS["block2_late"] == {
+        "prefix_end": backbone.int8_float_prefix,
+        "tail_start": backbone.int8_float_tail,
+    }
 
 
 def test_the_int8_comparison_table_says_which_rows_were_not_timed():

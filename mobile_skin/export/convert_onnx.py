@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import tempfile
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -232,13 +232,7 @@ def prefix_nodes(graph, layer: str) -> list[str]:
             f"ONNX int8: no node of layer {layer!r} to end the float start at (--all-int8 skips it)"
         )
     producer = {out: n for n in graph.node for out in n.output}
-    todo, seen = [ends[-1]], {}
-    while todo:
-        node = todo.pop()
-        if node.name not in seen:
-            seen[node.name] = node
-            todo.extend(producer[i] for i in node.input if i in producer)
-    return list(seen)
+    return _reachable([ends[-1]], lambda n: (producer[i] for i in n.input if i in producer))
 
 
 def tail_nodes(graph, layer: str) -> list[str]:
@@ -255,12 +249,18 @@ def tail_nodes(graph, layer: str) -> list[str]:
     for n in graph.node:
         for i in n.input:
             consumers.setdefault(i, []).append(n)
+    return _reachable(starts, lambda n: (c for out in n.output for c in consumers.get(out, ())))
+
+
+def _reachable(starts: Sequence, step: Callable) -> list[str]:
+    """Names of the nodes ``starts`` and of every node reached from them by ``step`` (a node's
+    producers, or its consumers)."""
     todo, seen = list(starts), {}
     while todo:
         node = todo.pop()
         if node.name not in seen:
             seen[node.name] = node
-            todo.extend(c for out in node.output for c in consumers.get(out, ()))
+            todo.extend(step(node))
     return list(seen)
 
 
